@@ -1,0 +1,681 @@
+//! Command line and environment: argh's raw strings in, a validated `Config` out.
+//!
+//! Following ripgrep's LowArgs/HiArgs split, argh only collects `Option<String>`s; every check
+//! that ends in "exit 2" lives in `Config::from_args`, which takes the environment as a lookup
+//! function so precedence (the flag wins over `VIGIL_*`) is unit-tested without touching the
+//! process environment.
+
+use crate::error::Error;
+use crate::log::{Format, Level};
+use crate::privileges::UserSpec;
+use crate::probe::ProbeSpec;
+use crate::signals;
+use argh::FromArgs;
+use nix::sys::signal::Signal;
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// vigil: a tiny PID 1 for containers. It drops root, spawns COMMAND, reaps zombies, forwards
+/// signals, enforces the drain deadline on SIGTERM and serves health by probing the app.
+/// Every option can also be set with its VIGIL_* environment variable; the flag wins.
+#[derive(FromArgs, Debug, Default)]
+#[argh(
+    note = "Usage:\n  vigil [OPTIONS] -- COMMAND [ARGS...]\n  vigil probe TARGET [--timeout SECS]\n  vigil drill [OPTIONS] [--after SECS] -- COMMAND [ARGS...]\n\nIn a Dockerfile: ENTRYPOINT [\"/vigil\", \"--\"]",
+    error_code(2, "vigil's own configuration or start-up error"),
+    error_code(126, "COMMAND found but not executable"),
+    error_code(127, "COMMAND not found")
+)]
+pub struct RunArgs {
+    /// drop to USER[:GROUP] (names from the container's /etc/passwd and /etc/group, or ids)
+    /// before the app starts; vigil drops too [VIGIL_USER]
+    #[argh(option, arg_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+
+    /// seconds from the first SIGTERM/SIGINT until everything left is SIGKILLed; decimals
+    /// allowed [VIGIL_DRAIN_TIMEOUT, default 9]
+    #[argh(option, arg_name = "SECS")]
+    pub drain_timeout: Option<String>,
+
+    /// seconds to keep the app running (readiness already failing) after SIGTERM before passing
+    /// it on; must be below the drain timeout [VIGIL_DRAIN_DELAY, default 0]
+    #[argh(option, arg_name = "SECS")]
+    pub drain_delay: Option<String>,
+
+    /// serve /livez, /readyz and /healthz here, e.g. 0.0.0.0:8086 or [::]:8086
+    /// [VIGIL_HEALTH_LISTEN, default: no server]
+    #[argh(option, arg_name = "ADDR:PORT")]
+    pub health_listen: Option<String>,
+
+    /// the app is healthy when a TCP connect to HOST:PORT succeeds [VIGIL_PROBE_TCP]
+    #[argh(option, arg_name = "HOST:PORT")]
+    pub probe_tcp: Option<String>,
+
+    /// the app is healthy when GET URL (http://) answers 2xx or 3xx [VIGIL_PROBE_HTTP]
+    #[argh(option, arg_name = "URL")]
+    pub probe_http: Option<String>,
+
+    /// the app is healthy when CMD (split on whitespace, no shell) exits 0; runs as the dropped
+    /// user [VIGIL_PROBE_EXEC]
+    #[argh(option, arg_name = "CMD")]
+    pub probe_exec: Option<String>,
+
+    /// seconds between probes [VIGIL_PROBE_INTERVAL, default 5]
+    #[argh(option, arg_name = "SECS")]
+    pub probe_interval: Option<String>,
+
+    /// a probe slower than this many seconds fails [VIGIL_PROBE_TIMEOUT, default 1]
+    #[argh(option, arg_name = "SECS")]
+    pub probe_timeout: Option<String>,
+
+    /// consecutive probe failures before liveness fails [VIGIL_PROBE_FAILURES, default 3]
+    #[argh(option, arg_name = "N")]
+    pub probe_failures: Option<String>,
+
+    /// seconds after the spawn during which failures before the first success do not count
+    /// against liveness [VIGIL_STARTUP_GRACE, default 60]
+    #[argh(option, arg_name = "SECS")]
+    pub startup_grace: Option<String>,
+
+    /// format of vigil's own log lines on stderr: json or text [VIGIL_LOG_FORMAT, default json]
+    #[argh(option, arg_name = "json|text")]
+    pub log_format: Option<String>,
+
+    /// error, warn, info or debug [VIGIL_LOG_LEVEL, default info]
+    #[argh(option, arg_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// what a SIGTERM from the platform becomes when passed on to the app, e.g. QUIT for nginx;
+    /// name with or without SIG, or number [VIGIL_STOP_SIGNAL, default TERM]
+    #[argh(option, arg_name = "SIG")]
+    pub stop_signal: Option<String>,
+
+    /// report app status N as 0, whether it exited with N or died of signal N-128; repeatable,
+    /// replaces the env list [VIGIL_SUCCESS_EXIT, comma list]
+    #[argh(option, arg_name = "N")]
+    pub success_exit: Vec<String>,
+
+    /// vigil drill only: without a probe, seconds to wait before the drill's SIGTERM [default 2]
+    #[argh(option, arg_name = "SECS")]
+    pub after: Option<String>,
+
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
+
+    /// the app and its arguments, after --
+    #[argh(positional, greedy)]
+    pub command: Vec<String>,
+}
+
+/// `vigil probe TARGET`: check a health endpoint once, for a HEALTHCHECK in an image without curl.
+#[derive(FromArgs, Debug)]
+#[argh(
+    note = "TARGET is http://HOST:PORT/PATH or tcp://HOST:PORT.",
+    error_code(0, "healthy: 2xx/3xx answer, or the TCP connect succeeded"),
+    error_code(1, "unhealthy: any other answer, refused, or timed out"),
+    error_code(2, "malformed target or usage")
+)]
+pub struct ProbeArgs {
+    /// seconds before the check fails [default 1]
+    #[argh(option, arg_name = "SECS")]
+    pub timeout: Option<String>,
+
+    /// http://HOST:PORT/PATH or tcp://HOST:PORT
+    #[argh(positional)]
+    pub target: String,
+}
+
+/// What the process should do, once the arguments are understood.
+#[derive(Debug)]
+pub enum Command {
+    Run(Config),
+    Drill(Config, Duration),
+    Probe(ProbeSpec, Duration),
+    /// `--help` or `--version` was printed: exit with this status.
+    Done(u8),
+}
+
+/// The validated configuration shared by `vigil` and `vigil drill`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub user: Option<UserSpec>,
+    pub drain_timeout: Duration,
+    pub drain_delay: Duration,
+    pub health_listen: Option<SocketAddr>,
+    pub probe: Option<ProbeSpec>,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub probe_failures: u32,
+    pub startup_grace: Duration,
+    pub log_format: Format,
+    pub log_level: Level,
+    pub stop_signal: Signal,
+    pub success_exit: Vec<u8>,
+    pub command: Vec<OsString>,
+}
+
+/// Parses the whole command line (`argv[0]` included). `env` looks up a variable.
+/// `raw` keeps the original arguments so a non-UTF-8 argument of the app reaches it untouched.
+pub fn parse(raw: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Result<Command, Error> {
+    let args: Vec<String> = raw
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    match rest.first() {
+        Some(&"probe") => parse_probe(&rest[1..]),
+        Some(&"drill") => {
+            let Some(run) = run_args("vigil drill", &rest[1..])? else {
+                return Ok(Command::Done(0));
+            };
+            let after = seconds("--after", run.after.as_deref(), "2", &[])?;
+            let config = Config::from_args(run, raw, env)?;
+            Ok(Command::Drill(config, after))
+        }
+        _ => {
+            let Some(run) = run_args("vigil", &rest)? else {
+                return Ok(Command::Done(0));
+            };
+            if run.version {
+                let _ = writeln!(std::io::stdout(), "vigil {}", env!("CARGO_PKG_VERSION"));
+                return Ok(Command::Done(0));
+            }
+            if let Some(after) = run.after {
+                return Err(Error::bad(
+                    "--after",
+                    &after,
+                    "only `vigil drill` takes --after",
+                ));
+            }
+            Ok(Command::Run(Config::from_args(run, raw, env)?))
+        }
+    }
+}
+
+/// argh's parse, with `--help` printed here (exit 0) and its errors made one line (exit 2).
+fn run_args(name: &str, rest: &[&str]) -> Result<Option<RunArgs>, Error> {
+    match RunArgs::from_args(&[name], rest) {
+        Ok(run) => Ok(Some(run)),
+        Err(early) if early.status.is_ok() => {
+            let _ = write!(std::io::stdout(), "{}", early.output);
+            Ok(None)
+        }
+        Err(early) => Err(Error::Usage(first_line(&early.output))),
+    }
+}
+
+fn parse_probe(rest: &[&str]) -> Result<Command, Error> {
+    let args = match ProbeArgs::from_args(&["vigil probe"], rest) {
+        Ok(args) => args,
+        Err(early) if early.status.is_ok() => {
+            let _ = write!(std::io::stdout(), "{}", early.output);
+            return Ok(Command::Done(0));
+        }
+        Err(early) => return Err(Error::Usage(first_line(&early.output))),
+    };
+    let timeout = seconds("--timeout", args.timeout.as_deref(), "1", &[NonZero])?;
+    let spec = ProbeSpec::parse_target(&args.target)?;
+    Ok(Command::Probe(spec, timeout))
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim()
+        .to_string()
+}
+
+/// Constraint on a number of seconds.
+#[derive(PartialEq)]
+struct NonZero;
+
+impl Config {
+    pub fn from_args(
+        args: RunArgs,
+        raw: &[OsString],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Error> {
+        // Picks the flag's value or else the env var's, remembering which so errors name it.
+        let pick = |flag: &'static str, value: Option<String>| -> Option<(String, String)> {
+            match value {
+                Some(v) => Some((flag.to_string(), v)),
+                None => {
+                    let var = env_name(flag);
+                    env(&var).map(|v| (var, v))
+                }
+            }
+        };
+        let secs = |flag: &'static str, value: Option<String>, default: &str, nz: &[NonZero]| {
+            let (src, v) = pick(flag, value).unzip();
+            seconds(src.as_deref().unwrap_or(flag), v.as_deref(), default, nz)
+        };
+
+        if args.command.is_empty() {
+            return Err(Error::Usage(
+                "missing COMMAND: vigil [OPTIONS] -- COMMAND [ARGS...]".into(),
+            ));
+        }
+        let drain_timeout = secs("--drain-timeout", args.drain_timeout, "9", &[])?;
+        let (delay_src, delay_raw) = pick("--drain-delay", args.drain_delay).unzip();
+        let delay_src = delay_src.unwrap_or_else(|| "--drain-delay".into());
+        let drain_delay = seconds(&delay_src, delay_raw.as_deref(), "0", &[])?;
+        if drain_delay > Duration::ZERO && drain_delay >= drain_timeout {
+            return Err(Error::bad(
+                &delay_src,
+                delay_raw.as_deref().unwrap_or("0"),
+                format!(
+                    "must be below --drain-timeout ({})",
+                    drain_timeout.as_secs_f64()
+                ),
+            ));
+        }
+
+        let user = match pick("--user", args.user) {
+            Some((src, v)) => Some(UserSpec::parse(&v).map_err(|why| Error::bad(&src, &v, why))?),
+            None => None,
+        };
+
+        let health_listen = match pick("--health-listen", args.health_listen) {
+            Some((src, v)) => Some(v.parse::<SocketAddr>().map_err(|_| {
+                Error::bad(
+                    &src,
+                    &v,
+                    "expected ADDR:PORT with an IP address, e.g. 0.0.0.0:8086 or [::]:8086",
+                )
+            })?),
+            None => None,
+        };
+
+        let probes: Vec<(String, String, &str)> = [
+            (pick("--probe-tcp", args.probe_tcp), "tcp"),
+            (pick("--probe-http", args.probe_http), "http"),
+            (pick("--probe-exec", args.probe_exec), "exec"),
+        ]
+        .into_iter()
+        .filter_map(|(p, kind)| p.map(|(src, v)| (src, v, kind)))
+        .collect();
+        let probe = match probes.as_slice() {
+            [] => None,
+            [(src, v, kind)] => {
+                Some(ProbeSpec::parse(kind, v).map_err(|why| Error::bad(src, v, why))?)
+            }
+            [(a, av, _), (b, _, _), ..] => {
+                return Err(Error::bad(
+                    a,
+                    av,
+                    format!("only one probe kind may be given, but {b} is set too"),
+                ));
+            }
+        };
+
+        let probe_interval = secs("--probe-interval", args.probe_interval, "5", &[NonZero])?;
+        let probe_timeout = secs("--probe-timeout", args.probe_timeout, "1", &[NonZero])?;
+        let probe_failures = match pick("--probe-failures", args.probe_failures) {
+            Some((src, v)) => match v.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(Error::bad(
+                        &src,
+                        &v,
+                        "expected a whole number of at least 1",
+                    ));
+                }
+            },
+            None => 3,
+        };
+        let startup_grace = secs("--startup-grace", args.startup_grace, "60", &[])?;
+
+        let log_format = match pick("--log-format", args.log_format) {
+            Some((src, v)) => {
+                Format::parse(&v).ok_or_else(|| Error::bad(&src, &v, "expected json or text"))?
+            }
+            None => Format::Json,
+        };
+        let log_level = match pick("--log-level", args.log_level) {
+            Some((src, v)) => Level::parse(&v)
+                .ok_or_else(|| Error::bad(&src, &v, "expected error, warn, info or debug"))?,
+            None => Level::Info,
+        };
+        let stop_signal = match pick("--stop-signal", args.stop_signal) {
+            Some((src, v)) => signals::parse(&v).map_err(|why| Error::bad(&src, &v, why))?,
+            None => Signal::SIGTERM,
+        };
+
+        let success_exit = if args.success_exit.is_empty() {
+            match env("VIGIL_SUCCESS_EXIT") {
+                Some(list) if !list.trim().is_empty() => list
+                    .split(',')
+                    .map(|n| {
+                        exit_code(n).map_err(|why| Error::bad("VIGIL_SUCCESS_EXIT", &list, why))
+                    })
+                    .collect::<Result<Vec<u8>, Error>>()?,
+                _ => Vec::new(),
+            }
+        } else {
+            args.success_exit
+                .iter()
+                .map(|n| exit_code(n).map_err(|why| Error::bad("--success-exit", n, why)))
+                .collect::<Result<Vec<u8>, Error>>()?
+        };
+
+        // The command is the greedy tail of argv: take the originals so non-UTF-8 survives.
+        let command = raw[raw.len().saturating_sub(args.command.len())..].to_vec();
+
+        Ok(Config {
+            user,
+            drain_timeout,
+            drain_delay,
+            health_listen,
+            probe,
+            probe_interval,
+            probe_timeout,
+            probe_failures,
+            startup_grace,
+            log_format,
+            log_level,
+            stop_signal,
+            success_exit,
+            command,
+        })
+    }
+}
+
+/// `--drain-timeout` -> `VIGIL_DRAIN_TIMEOUT`.
+fn env_name(flag: &str) -> String {
+    format!(
+        "VIGIL_{}",
+        flag.trim_start_matches('-')
+            .replace('-', "_")
+            .to_uppercase()
+    )
+}
+
+fn exit_code(s: &str) -> Result<u8, String> {
+    s.trim()
+        .parse::<u8>()
+        .map_err(|_| "expected exit statuses from 0 to 255".to_string())
+}
+
+/// Parses decimal seconds (`9`, `0.5`); `value` None means `default`. Rejects negatives, `nan`,
+/// `inf`, exponents and anything over a day's worth of years.
+fn seconds(
+    src: &str,
+    value: Option<&str>,
+    default: &str,
+    constraints: &[NonZero],
+) -> Result<Duration, Error> {
+    let raw = value.unwrap_or(default);
+    let d = parse_seconds(raw).map_err(|why| Error::bad(src, raw, why))?;
+    if constraints.contains(&NonZero) && d.is_zero() {
+        return Err(Error::bad(src, raw, "must be more than 0"));
+    }
+    Ok(d)
+}
+
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    const WHY: &str = "expected seconds as a non-negative decimal, e.g. 9 or 0.5";
+    let t = s.trim();
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if t.is_empty() || (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+        return Err(WHY.into());
+    }
+    let secs: f64 = t.parse().map_err(|_| WHY.to_string())?;
+    // A year is more than any container will wait; it also keeps Instant arithmetic safe.
+    if secs > 31_536_000.0 {
+        return Err("must be at most 31536000 (a year)".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| WHY.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        std::iter::once("vigil")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    fn run_with(args: &[&str], env: &[(&str, &str)]) -> Result<Config, Error> {
+        let map: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match parse(&os(args), &|k| map.get(k).cloned())? {
+            Command::Run(c) => Ok(c),
+            other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    fn err(args: &[&str], env: &[(&str, &str)]) -> String {
+        run_with(args, env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run_with(&["--", "app", "-x"], &[]).unwrap();
+        assert_eq!(c.drain_timeout, Duration::from_secs(9));
+        assert_eq!(c.drain_delay, Duration::ZERO);
+        assert_eq!(c.probe_interval, Duration::from_secs(5));
+        assert_eq!(c.probe_timeout, Duration::from_secs(1));
+        assert_eq!(c.probe_failures, 3);
+        assert_eq!(c.startup_grace, Duration::from_secs(60));
+        assert_eq!(c.log_format, Format::Json);
+        assert_eq!(c.log_level, Level::Info);
+        assert_eq!(c.stop_signal, Signal::SIGTERM);
+        assert!(c.success_exit.is_empty() && c.user.is_none() && c.probe.is_none());
+        assert_eq!(c.command, vec![OsString::from("app"), OsString::from("-x")]);
+    }
+
+    #[test]
+    fn command_without_double_dash_keeps_its_flags() {
+        let c = run_with(
+            &["--drain-timeout", "1", "sh", "-c", "--drain-timeout"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.drain_timeout, Duration::from_secs(1));
+        assert_eq!(c.command.len(), 3);
+        assert_eq!(c.command[2], OsString::from("--drain-timeout"));
+    }
+
+    #[test]
+    fn flag_wins_over_env() {
+        let env = [
+            ("VIGIL_DRAIN_TIMEOUT", "abc"),
+            ("VIGIL_LOG_FORMAT", "text"),
+            ("VIGIL_STOP_SIGNAL", "QUIT"),
+        ];
+        let c = run_with(&["--drain-timeout", "1.5", "--", "x"], &env).unwrap();
+        assert_eq!(c.drain_timeout, Duration::from_millis(1500));
+        assert_eq!(c.log_format, Format::Text);
+        assert_eq!(c.stop_signal, Signal::SIGQUIT);
+    }
+
+    #[test]
+    fn every_env_var_is_read() {
+        let env = [
+            ("VIGIL_USER", "app:staff"),
+            ("VIGIL_DRAIN_TIMEOUT", "4"),
+            ("VIGIL_DRAIN_DELAY", "1.25"),
+            ("VIGIL_HEALTH_LISTEN", "[::]:8086"),
+            ("VIGIL_PROBE_TCP", "127.0.0.1:8080"),
+            ("VIGIL_PROBE_INTERVAL", "2"),
+            ("VIGIL_PROBE_TIMEOUT", "0.5"),
+            ("VIGIL_PROBE_FAILURES", "5"),
+            ("VIGIL_STARTUP_GRACE", "0"),
+            ("VIGIL_LOG_FORMAT", "text"),
+            ("VIGIL_LOG_LEVEL", "debug"),
+            ("VIGIL_STOP_SIGNAL", "SIGQUIT"),
+            ("VIGIL_SUCCESS_EXIT", "143, 3"),
+        ];
+        let c = run_with(&["x"], &env).unwrap();
+        assert_eq!(c.user, Some(UserSpec::parse("app:staff").unwrap()));
+        assert_eq!(c.drain_timeout, Duration::from_secs(4));
+        assert_eq!(c.drain_delay, Duration::from_millis(1250));
+        assert_eq!(c.health_listen, Some("[::]:8086".parse().unwrap()));
+        assert!(matches!(c.probe, Some(ProbeSpec::Tcp { .. })));
+        assert_eq!(c.probe_interval, Duration::from_secs(2));
+        assert_eq!(c.probe_timeout, Duration::from_millis(500));
+        assert_eq!(c.probe_failures, 5);
+        assert_eq!(c.startup_grace, Duration::ZERO);
+        assert_eq!(c.log_format, Format::Text);
+        assert_eq!(c.log_level, Level::Debug);
+        assert_eq!(c.stop_signal, Signal::SIGQUIT);
+        assert_eq!(c.success_exit, vec![143, 3]);
+    }
+
+    #[test]
+    fn success_exit_flags_replace_the_env_list() {
+        let env = [("VIGIL_SUCCESS_EXIT", "1,2")];
+        let c = run_with(&["--success-exit", "143", "--success-exit", "7", "x"], &env).unwrap();
+        assert_eq!(c.success_exit, vec![143, 7]);
+        assert_eq!(run_with(&["x"], &env).unwrap().success_exit, vec![1, 2]);
+        assert!(err(&["--success-exit", "256", "x"], &[]).contains("--success-exit \"256\""));
+        assert!(err(&["x"], &[("VIGIL_SUCCESS_EXIT", "1,,2")]).contains("VIGIL_SUCCESS_EXIT="));
+    }
+
+    #[test]
+    fn bad_values_name_flag_and_value() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--drain-timeout", "-1", "x"], "--drain-timeout \"-1\""),
+            (&["--drain-timeout", "nan", "x"], "--drain-timeout \"nan\""),
+            (&["--drain-timeout", "inf", "x"], "--drain-timeout \"inf\""),
+            (&["--drain-timeout", "1e3", "x"], "--drain-timeout \"1e3\""),
+            (&["--drain-timeout", "", "x"], "--drain-timeout \"\""),
+            (
+                &["--drain-delay", "9", "x"],
+                "--drain-delay \"9\": must be below --drain-timeout (9)",
+            ),
+            (
+                &["--drain-delay", "2", "--drain-timeout", "1", "x"],
+                "must be below --drain-timeout (1)",
+            ),
+            (
+                &["--probe-interval", "0", "x"],
+                "--probe-interval \"0\": must be more than 0",
+            ),
+            (&["--probe-timeout", "0.0", "x"], "--probe-timeout"),
+            (&["--probe-failures", "0", "x"], "--probe-failures \"0\""),
+            (&["--probe-failures", "-3", "x"], "--probe-failures \"-3\""),
+            (&["--log-format", "xml", "x"], "--log-format \"xml\""),
+            (&["--log-level", "loud", "x"], "--log-level \"loud\""),
+            (&["--stop-signal", "FOO", "x"], "--stop-signal \"FOO\""),
+            (&["--stop-signal", "0", "x"], "--stop-signal \"0\""),
+            (
+                &["--health-listen", "localhost", "x"],
+                "--health-listen \"localhost\"",
+            ),
+            (&["--user", "", "x"], "--user \"\""),
+            (&["--user", "a:", "x"], "--user \"a:\""),
+            (&["--probe-tcp", "nohost", "x"], "--probe-tcp \"nohost\""),
+            (
+                &["--probe-http", "https://x/", "x"],
+                "--probe-http \"https://x/\"",
+            ),
+            (&["--probe-exec", "  ", "x"], "--probe-exec \"  \""),
+        ];
+        for (args, want) in cases {
+            let got = err(args, &[]);
+            assert!(got.contains(want), "{args:?}: {got}");
+            assert!(!got.contains('\n'));
+        }
+        assert!(
+            err(&["x"], &[("VIGIL_DRAIN_TIMEOUT", "abc")]).contains("VIGIL_DRAIN_TIMEOUT=\"abc\"")
+        );
+        assert!(err(&["x"], &[("VIGIL_DRAIN_DELAY", "10")]).contains("VIGIL_DRAIN_DELAY=\"10\""));
+    }
+
+    #[test]
+    fn two_probe_kinds_are_refused() {
+        let e = err(
+            &["--probe-tcp", "127.0.0.1:1", "--probe-exec", "true", "x"],
+            &[],
+        );
+        assert!(
+            e.contains("only one probe kind") && e.contains("--probe-exec"),
+            "{e}"
+        );
+        let e = err(
+            &["--probe-http", "http://a/", "x"],
+            &[("VIGIL_PROBE_TCP", "a:1")],
+        );
+        assert!(e.contains("only one probe kind"), "{e}");
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(err(&[], &[]).contains("missing COMMAND"));
+        assert!(err(&["--"], &[]).contains("missing COMMAND"));
+        let e = err(&["--bogus", "x"], &[]);
+        assert!(e.contains("--bogus"), "{e}");
+        assert!(err(&["--after", "1", "x"], &[]).contains("only `vigil drill`"));
+    }
+
+    #[test]
+    fn drill_and_probe_dispatch() {
+        let none = |_: &str| None;
+        match parse(&os(&["drill", "--after", "0.5", "--", "x"]), &none).unwrap() {
+            Command::Drill(c, after) => {
+                assert_eq!(after, Duration::from_millis(500));
+                assert_eq!(c.command, vec![OsString::from("x")]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&os(&["drill", "x"]), &none).unwrap() {
+            Command::Drill(_, after) => assert_eq!(after, Duration::from_secs(2)),
+            other => panic!("{other:?}"),
+        }
+        match parse(
+            &os(&["probe", "tcp://127.0.0.1:80", "--timeout", "2"]),
+            &none,
+        )
+        .unwrap()
+        {
+            Command::Probe(_, t) => assert_eq!(t, Duration::from_secs(2)),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&os(&["probe", "ftp://x"]), &none).is_err());
+        assert!(parse(&os(&["probe"]), &none).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("9"), Ok(Duration::from_secs(9)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_seconds(".25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_seconds("3."), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_seconds(" 2 "), Ok(Duration::from_secs(2)));
+        for bad in [
+            "-1", "nan", "NaN", "inf", "1e3", "", ".", "1.2.3", "+1", "0x10", "1s", "31536001",
+        ] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_names() {
+        assert_eq!(env_name("--drain-timeout"), "VIGIL_DRAIN_TIMEOUT");
+        assert_eq!(env_name("--user"), "VIGIL_USER");
+    }
+
+    #[test]
+    fn non_utf8_command_arguments_survive() {
+        use std::os::unix::ffi::OsStringExt;
+        let mut raw = os(&["--", "printf"]);
+        raw.push(OsString::from_vec(vec![0xff, b'x']));
+        let c = match parse(&raw, &|_| None).unwrap() {
+            Command::Run(c) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(c.command[1], OsString::from_vec(vec![0xff, b'x']));
+    }
+}

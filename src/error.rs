@@ -1,0 +1,95 @@
+//! The one error type for everything that can go wrong before the app is spawned.
+//!
+//! Each variant names the failed operation and keeps the cause; `Display` gives the single line
+//! the contract promises on stderr. All of them exit with status 2: after the spawn nothing leaves
+//! the supervisor as an `Err` (it logs and carries on, as s6-svscan "must not die").
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// A flag or its environment variable has a value we cannot use.
+    /// `source` is `--flag` or `VIGIL_FLAG`, as the user wrote it.
+    BadValue {
+        source: String,
+        value: String,
+        why: String,
+    },
+    /// The command line itself is wrong (unknown flag, missing command, ...).
+    Usage(String),
+    /// `--user`: the user or group does not exist in the container's files.
+    UnknownUser { spec: String, why: String },
+    /// `--user`: a system call to switch ids failed.
+    SwitchUser {
+        spec: String,
+        op: &'static str,
+        errno: nix::Error,
+    },
+    /// A start-up system call failed (subreaper, signal mask, signalfd, ...).
+    Startup { op: &'static str, errno: nix::Error },
+    /// The health listener could not be bound.
+    Bind { addr: String, why: String },
+}
+
+impl Error {
+    pub fn bad(source: &str, value: &str, why: impl Into<String>) -> Error {
+        Error::BadValue {
+            source: source.to_string(),
+            value: value.to_string(),
+            why: why.into(),
+        }
+    }
+
+    /// The exit status for every vigil error: its own configuration or start-up failed.
+    pub const EXIT_STATUS: u8 = 2;
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadValue { source, value, why } => {
+                if source.starts_with("VIGIL_") {
+                    write!(f, "{source}={value:?}: {why}")
+                } else {
+                    write!(f, "{source} {value:?}: {why}")
+                }
+            }
+            Error::Usage(msg) => write!(f, "{msg} (see vigil --help)"),
+            Error::UnknownUser { spec, why } => write!(f, "--user {spec:?}: {why}"),
+            Error::SwitchUser { spec, op, errno } => {
+                write!(f, "--user {spec:?}: unable to {op}: {}", errno.desc())
+            }
+            Error::Startup { op, errno } => write!(f, "unable to {op}: {}", errno.desc()),
+            Error::Bind { addr, why } => write!(f, "--health-listen {addr:?}: cannot bind: {why}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_name_the_flag_and_value() {
+        let e = Error::bad("--drain-delay", "12", "must be below --drain-timeout (9)");
+        assert_eq!(
+            e.to_string(),
+            r#"--drain-delay "12": must be below --drain-timeout (9)"#
+        );
+        let e = Error::bad("VIGIL_DRAIN_DELAY", "x", "not a number of seconds");
+        assert_eq!(
+            e.to_string(),
+            r#"VIGIL_DRAIN_DELAY="x": not a number of seconds"#
+        );
+        let e = Error::SwitchUser {
+            spec: "app".into(),
+            op: "setuid",
+            errno: nix::Error::EPERM,
+        };
+        assert_eq!(
+            e.to_string(),
+            r#"--user "app": unable to setuid: Operation not permitted"#
+        );
+        assert!(!Error::Usage("x".into()).to_string().contains('\n'));
+    }
+}

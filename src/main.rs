@@ -1,0 +1,36 @@
+//! vigil: a tiny PID 1 for containers. `main` only dispatches and maps the outcome to an exit
+//! status; the lifecycle lives in `supervisor.rs`.
+
+mod cli;
+mod drain;
+mod error;
+mod log;
+mod privileges;
+mod probe;
+mod procs;
+mod reaper;
+mod signals;
+mod spawn;
+mod status;
+mod supervisor;
+mod sys;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // A non-UTF-8 value is passed on lossily, so validation rejects it with its name.
+    let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
+    let code = match cli::parse(&raw, &env) {
+        Ok(cli::Command::Run(config)) => supervisor::run(config),
+        Ok(cli::Command::Drill(_config, _after)) => error::Error::EXIT_STATUS,
+        Ok(cli::Command::Probe(_spec, _timeout)) => error::Error::EXIT_STATUS,
+        Ok(cli::Command::Done(code)) => code,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "vigil: {e}");
+            error::Error::EXIT_STATUS
+        }
+    };
+    ExitCode::from(code)
+}

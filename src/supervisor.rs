@@ -1,0 +1,372 @@
+//! The whole lifecycle in one place: start, run, drain, exit.
+//!
+//! Start-up can fail (`?`, exit 2, nothing spawned). Once the app runs, nothing leaves the loop as
+//! an error: every failure is logged and the loop carries on, because PID 1 must not die early.
+
+use crate::cli::Config;
+use crate::drain::{Action, Drain, Trigger};
+use crate::error::Error;
+use crate::log;
+use crate::privileges;
+use crate::procs;
+use crate::reaper;
+use crate::signals::{FORWARDED, Signals};
+use crate::spawn;
+use crate::status::{App, Shared};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::{Pid, getegid, geteuid, getpid};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// How often a subreaper re-sweeps its tree after the SIGKILL, for processes forked mid-sweep.
+const SWEEP_EVERY: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// PID 1 of a pid namespace: `kill(-1, ...)` reaches everything but us.
+    Pid1,
+    /// Anywhere else: PR_SET_CHILD_SUBREAPER, and only our own tree is ours to signal.
+    Subreaper,
+}
+
+pub struct Supervisor {
+    config: Config,
+    signals: Signals,
+    mode: Mode,
+    status: Shared,
+    app: Pid,
+    app_status: Option<i32>,
+    drain: Drain,
+    children_left: bool,
+    last_sweep: Option<Instant>,
+    gave_up: bool,
+}
+
+/// Runs `vigil [OPTIONS] -- COMMAND` and returns vigil's exit status.
+pub fn run(config: Config) -> u8 {
+    log::init(config.log_format, config.log_level);
+    let status = Shared::new();
+    match Supervisor::start(config, status) {
+        Ok(Ok(mut sup)) => sup.run(),
+        Ok(Err(code)) => exiting(code),
+        Err(e) => {
+            log::error(&e.to_string(), &[]);
+            Error::EXIT_STATUS
+        }
+    }
+}
+
+impl Supervisor {
+    /// Everything up to and including the spawn. `Ok(Err(code))`: the app could not be
+    /// executed (127/126), which is the app's failure, not vigil's.
+    fn start(config: Config, status: Shared) -> Result<Result<Supervisor, u8>, Error> {
+        // Block signals first: before any thread exists, and before anything can send them.
+        let signals = Signals::block()?;
+        let mode = if getpid().as_raw() == 1 {
+            Mode::Pid1
+        } else {
+            nix::sys::prctl::set_child_subreaper(true).map_err(|errno| Error::Startup {
+                op: "become a child subreaper",
+                errno,
+            })?;
+            Mode::Subreaper
+        };
+        let creds = match &config.user {
+            Some(spec) => Some((spec, privileges::lookup(spec)?)),
+            None => None,
+        };
+        log::info(
+            "vigil starting",
+            &[
+                ("version", json!(env!("CARGO_PKG_VERSION"))),
+                ("pid", json!(getpid().as_raw())),
+                (
+                    "mode",
+                    json!(if mode == Mode::Pid1 {
+                        "pid1"
+                    } else {
+                        "subreaper"
+                    }),
+                ),
+                ("uid", json!(geteuid().as_raw())),
+                ("gid", json!(getegid().as_raw())),
+            ],
+        );
+        match &creds {
+            Some((spec, c)) => {
+                privileges::drop_to(spec, c)?;
+                log::info(
+                    "privileges dropped",
+                    &[
+                        ("user", json!(spec.to_string())),
+                        ("uid", json!(c.uid)),
+                        ("gid", json!(c.gid)),
+                        ("groups", json!(c.groups)),
+                    ],
+                );
+            }
+            None if geteuid().is_root() => log::warn(
+                "running as root",
+                &[(
+                    "hint",
+                    json!("set --user or VIGIL_USER: the platform requires non-root"),
+                )],
+            ),
+            None => {}
+        }
+
+        let home = creds.as_ref().map(|(_, c)| c.home.as_str());
+        let command: Vec<String> = config
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let app = match spawn::spawn_app(&config.command, home) {
+            Ok(pid) => Pid::from_raw(pid),
+            Err(e) => {
+                let code = spawn::exec_failure_code(&e);
+                log::error(
+                    "app failed to start",
+                    &[
+                        ("command", json!(command)),
+                        ("error", json!(e.to_string())),
+                        ("code", json!(code)),
+                    ],
+                );
+                return Ok(Err(code));
+            }
+        };
+        status.update(|s| {
+            s.app = App::Running;
+            s.ready_once = config.probe.is_none();
+        });
+        log::info(
+            "app spawned",
+            &[
+                ("pid", json!(app.as_raw())),
+                ("pgid", json!(app.as_raw())),
+                ("command", json!(command)),
+            ],
+        );
+        let drain = Drain::new(config.drain_timeout, config.drain_delay, config.stop_signal);
+        Ok(Ok(Supervisor {
+            config,
+            signals,
+            mode,
+            status,
+            app,
+            app_status: None,
+            drain,
+            children_left: true,
+            last_sweep: None,
+            gave_up: false,
+        }))
+    }
+
+    /// The loop: deadline, wait, dispatch, reap, act on what is due, maybe finish.
+    fn run(&mut self) -> u8 {
+        loop {
+            let wake_at = self.next_deadline();
+            for sig in self.signals.wait(wake_at) {
+                self.on_signal(sig);
+            }
+            self.reap();
+            let due = self.drain.due(Instant::now());
+            self.act(&due);
+            self.sweep_after_kill();
+            if let Some(code) = self.finished() {
+                return exiting(code);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let sweep = match (self.drain.killed(), self.last_sweep) {
+            (true, Some(at)) if self.children_left && self.mode == Mode::Subreaper => {
+                Some(at + SWEEP_EVERY)
+            }
+            _ => None,
+        };
+        match (self.drain.next_deadline(), sweep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_signal(&mut self, sig: Signal) {
+        let now = Instant::now();
+        match sig {
+            Signal::SIGTERM | Signal::SIGINT => {
+                let trigger = if sig == Signal::SIGTERM {
+                    Trigger::Term
+                } else {
+                    Trigger::Int
+                };
+                let actions = self.drain.on_signal(trigger, now);
+                self.act(&actions);
+            }
+            s if FORWARDED.contains(&s) => self.forward(s, "forward"),
+            // SIGCHLD: the reap that follows every wake-up handles it. SIGTTIN/SIGTTOU: only
+            // blocked, so a background vigil writing to the terminal is never stopped.
+            _ => {}
+        }
+    }
+
+    fn act(&mut self, actions: &[Action]) {
+        for action in actions {
+            match *action {
+                Action::Started(trigger) => {
+                    self.status.update(|s| s.draining = true);
+                    let signal = if trigger == Trigger::Term {
+                        "SIGTERM"
+                    } else {
+                        "SIGINT"
+                    };
+                    log::info(
+                        "drain started",
+                        &[
+                            ("signal", json!(signal)),
+                            ("delay_s", json!(self.config.drain_delay.as_secs_f64())),
+                            ("timeout_s", json!(self.config.drain_timeout.as_secs_f64())),
+                        ],
+                    );
+                }
+                Action::Forward(sig) => self.forward(sig, "drain"),
+                Action::DeadlineMoved => {
+                    log::info("drain deadline moved", &[("signal", json!("SIGINT"))])
+                }
+                Action::TermLeftovers => {
+                    let count = procs::descendants().len();
+                    log::info("terminating leftovers", &[("count", json!(count))]);
+                    self.signal_everything(Signal::SIGTERM);
+                }
+                Action::KillAll => {
+                    let remaining = procs::descendants().len();
+                    log::warn("forced kill", &[("remaining", json!(remaining))]);
+                    self.signal_everything(Signal::SIGKILL);
+                    self.last_sweep = Some(Instant::now());
+                }
+                Action::GiveUp => self.gave_up = true,
+            }
+        }
+    }
+
+    /// Sends `sig` to the app's process group (its pgid is its pid).
+    fn forward(&self, sig: Signal, reason: &str) {
+        match killpg(self.app, sig) {
+            Ok(()) => log::info(
+                "signal forwarded",
+                &[
+                    ("signal", json!(sig.as_str())),
+                    ("pgid", json!(self.app.as_raw())),
+                    ("reason", json!(reason)),
+                ],
+            ),
+            Err(errno) => not_delivered(sig, "pgid", self.app.as_raw(), errno),
+        }
+    }
+
+    /// SIGTERM or SIGKILL to everything left: as PID 1 every process in the namespace; as a
+    /// subreaper the app's group and our own descendants, never anything outside them.
+    fn signal_everything(&self, sig: Signal) {
+        if self.mode == Mode::Pid1 {
+            match kill(Pid::from_raw(-1), sig) {
+                Ok(()) | Err(nix::Error::ESRCH) => {}
+                Err(errno) => not_delivered(sig, "pid", -1, errno),
+            }
+            return;
+        }
+        match killpg(self.app, sig) {
+            Ok(()) | Err(nix::Error::ESRCH) => {}
+            Err(errno) => not_delivered(sig, "pgid", self.app.as_raw(), errno),
+        }
+        for pid in procs::descendants() {
+            match kill(Pid::from_raw(pid), sig) {
+                Ok(()) | Err(nix::Error::ESRCH) => {}
+                Err(errno) => not_delivered(sig, "pid", pid, errno),
+            }
+        }
+    }
+
+    /// A subreaper's SIGKILL sweep can miss a process forked during it; sweep again until the
+    /// tree is empty or the reap grace is over.
+    fn sweep_after_kill(&mut self) {
+        if self.mode != Mode::Subreaper || !self.drain.killed() || !self.children_left {
+            return;
+        }
+        let now = Instant::now();
+        if self.last_sweep.is_some_and(|at| now >= at + SWEEP_EVERY) {
+            self.signal_everything(Signal::SIGKILL);
+            self.last_sweep = Some(now);
+        }
+    }
+
+    /// Collects every exited child: the app's status is kept, orphans are logged at debug.
+    fn reap(&mut self) {
+        let reaped = reaper::reap();
+        self.children_left = reaped.children_left;
+        let mut app_exited = false;
+        for (pid, status) in reaped.exited {
+            if pid == self.app.as_raw() {
+                self.app_status = Some(status);
+                app_exited = true;
+                self.status.update(|s| s.app = App::Exited);
+                let mut fields = vec![
+                    ("pid", json!(pid)),
+                    ("status", json!(reaper::exit_code(status))),
+                ];
+                match reaper::term_signal(status) {
+                    Some(sig) => fields.push(("signal", json!(signal_name(sig)))),
+                    None => fields.push(("code", json!(reaper::exit_code(status)))),
+                }
+                log::info("app exited", &fields);
+            } else if log::enabled(log::Level::Debug) {
+                log::debug(
+                    "orphan reaped",
+                    &[
+                        ("pid", json!(pid)),
+                        ("status", json!(reaper::exit_code(status))),
+                    ],
+                );
+            }
+        }
+        if app_exited {
+            let actions = self.drain.on_app_exit(Instant::now(), self.children_left);
+            self.act(&actions);
+        }
+    }
+
+    /// Vigil's exit status once there is nothing left to wait for.
+    fn finished(&self) -> Option<u8> {
+        let done = self.gave_up || (self.app_status.is_some() && !self.children_left);
+        if !done {
+            return None;
+        }
+        // An app never reaped by the end was SIGKILLed with the rest: 128 + 9.
+        let code = self.app_status.map_or(128 + 9, reaper::exit_code);
+        Some(reaper::reported(code, &self.config.success_exit))
+    }
+}
+
+fn exiting(code: u8) -> u8 {
+    log::info("exiting", &[("code", json!(code))]);
+    code
+}
+
+fn not_delivered(sig: Signal, target: &str, id: i32, errno: nix::Error) {
+    let fields = [
+        ("signal", json!(sig.as_str())),
+        (target, json!(id)),
+        ("error", json!(errno.desc())),
+    ];
+    if errno == nix::Error::ESRCH {
+        // Nobody left in the group: not a problem, just a fact.
+        log::debug("signal not delivered", &fields);
+    } else {
+        log::warn("signal not delivered", &fields);
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    Signal::try_from(sig).map_or_else(|_| format!("SIG{sig}"), |s| s.as_str().to_string())
+}
