@@ -1,9 +1,11 @@
 //! vigil: a tiny PID 1 for containers. `main` only dispatches and maps the outcome to an exit
 //! status; the lifecycle lives in `supervisor.rs`.
 
+mod checker;
 mod cli;
 mod drain;
 mod error;
+mod health;
 mod log;
 mod privileges;
 mod probe;
@@ -25,7 +27,7 @@ fn main() -> ExitCode {
     let code = match cli::parse(&raw, &env) {
         Ok(cli::Command::Run(config)) => supervisor::run(config),
         Ok(cli::Command::Drill(_config, _after)) => error::Error::EXIT_STATUS,
-        Ok(cli::Command::Probe(_spec, _timeout)) => error::Error::EXIT_STATUS,
+        Ok(cli::Command::Probe(spec, timeout)) => probe::main(&spec, timeout),
         Ok(cli::Command::Done(code)) => code,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "vigil: {e}");

@@ -1,9 +1,17 @@
-//! Probe targets: what `--probe-tcp`, `--probe-http`, `--probe-exec` and `vigil probe` check.
+//! Probes: their targets, the tcp and http checks, and `vigil probe`.
 //!
 //! Targets are parsed once, at start-up, so a malformed one is a configuration error (exit 2),
-//! never a runtime failure.
+//! never a runtime failure. A check has one deadline for everything it does (resolve, connect,
+//! write, read), and reads at most `MAX_RESPONSE` bytes of an answer. The exec probe needs the
+//! supervisor's reaper and lives in `checker.rs`.
 
 use crate::error::Error;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// The most of an HTTP answer a probe reads looking for its status line.
+pub const MAX_RESPONSE: usize = 8 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeSpec {
@@ -66,6 +74,122 @@ impl ProbeSpec {
             ProbeSpec::parse("tcp", rest).map_err(|why| bad(&why))
         } else {
             Err(bad("expected http://HOST:PORT/PATH or tcp://HOST:PORT"))
+        }
+    }
+}
+
+/// Runs a tcp or http check once. `Ok` carries a detail for the log, `Err` the reason.
+pub fn check(spec: &ProbeSpec, timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    match spec {
+        ProbeSpec::Tcp { host, port } => connect(host, *port, deadline).map(|_| "connected".into()),
+        ProbeSpec::Http(t) => {
+            let code = http_get(t, deadline)?;
+            if (200..400).contains(&code) {
+                Ok(format!("HTTP {code}"))
+            } else {
+                Err(format!("HTTP {code}"))
+            }
+        }
+        ProbeSpec::Exec { .. } => Err("an exec probe needs the supervisor".into()),
+    }
+}
+
+fn left(deadline: Instant) -> Result<Duration, String> {
+    let d = deadline.saturating_duration_since(Instant::now());
+    if d.is_zero() {
+        Err("timed out".into())
+    } else {
+        Ok(d)
+    }
+}
+
+fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, String> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    let mut last = format!("no address for {host}");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, left(deadline)?) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if e.kind() == ErrorKind::TimedOut => return Err("timed out".into()),
+            Err(e) => last = format!("connect {addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// `GET` the target and return the status code.
+fn http_get(t: &HttpTarget, deadline: Instant) -> Result<u16, String> {
+    let mut stream = connect(&t.host, t.port, deadline)?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: vigil/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        t.path,
+        t.host_header,
+        env!("CARGO_PKG_VERSION")
+    );
+    stream
+        .set_write_timeout(Some(left(deadline)?))
+        .and_then(|_| stream.write_all(request.as_bytes()))
+        .map_err(|e| io_reason("send", &e))?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(code) = parse_status_line(&buf)? {
+            return Ok(code);
+        }
+        if buf.len() >= MAX_RESPONSE {
+            return Err("no status line in the first 8 KiB".into());
+        }
+        stream
+            .set_read_timeout(Some(left(deadline)?))
+            .map_err(|e| io_reason("read", &e))?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err("connection closed before a status line".into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n.min(MAX_RESPONSE - buf.len())]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_reason("read", &e)),
+        }
+    }
+}
+
+fn io_reason(op: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => "timed out".into(),
+        _ => format!("{op}: {e}"),
+    }
+}
+
+/// Reads `HTTP/1.x NNN ...` from the start of an answer. `Ok(None)`: not a whole line yet.
+pub fn parse_status_line(buf: &[u8]) -> Result<Option<u16>, String> {
+    let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+        return Ok(None);
+    };
+    let line = &buf[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let bad = || "not an HTTP answer".to_string();
+    let rest = line.strip_prefix(b"HTTP/1.").ok_or_else(bad)?;
+    match rest {
+        [b'0' | b'1', b' ', a, b, c, tail @ ..]
+            if [a, b, c].iter().all(|d| d.is_ascii_digit())
+                && (tail.is_empty() || tail[0] == b' ') =>
+        {
+            Ok(Some(
+                u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'),
+            ))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `vigil probe TARGET`: 0 healthy, 1 not (the reason on stderr).
+pub fn main(spec: &ProbeSpec, timeout: Duration) -> u8 {
+    match check(spec, timeout) {
+        Ok(_) => 0,
+        Err(why) => {
+            let _ = writeln!(std::io::stderr(), "vigil probe: {why}");
+            1
         }
     }
 }
@@ -222,6 +346,72 @@ mod tests {
             }
         );
         assert!(ProbeSpec::parse("exec", " \t").is_err());
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r\n"), Ok(Some(200)));
+        assert_eq!(
+            parse_status_line(b"HTTP/1.0 503 Service Unavailable\n"),
+            Ok(Some(503))
+        );
+        assert_eq!(parse_status_line(b"HTTP/1.1 301\r\n"), Ok(Some(301)));
+        assert_eq!(parse_status_line(b"HTTP/1.1 200 O"), Ok(None));
+        assert_eq!(parse_status_line(b""), Ok(None));
+        for bad in [
+            &b"HTTP/2 200 OK\r\n"[..],
+            b"SSH-2.0-x\r\n",
+            b"HTTP/1.1 20 OK\r\n",
+            b"HTTP/1.1 2000\r\n",
+            b"\n",
+            b"\xff\xfe\n",
+        ] {
+            assert!(parse_status_line(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn checks_against_a_local_server() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            for answer in [
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                "HTTP/1.1 500 Oops\r\n\r\n",
+                "garbage\n",
+            ] {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                assert!(req.starts_with("GET /h?x HTTP/1.1\r\n"), "{req}");
+                assert!(
+                    req.contains(&format!("Host: 127.0.0.1:{port}\r\n")),
+                    "{req}"
+                );
+                assert!(req.contains("User-Agent: vigil/"), "{req}");
+                s.write_all(answer.as_bytes()).unwrap();
+            }
+            listener
+        });
+        let spec = ProbeSpec::parse("http", &format!("http://127.0.0.1:{port}/h?x")).unwrap();
+        let t = Duration::from_secs(2);
+        assert_eq!(check(&spec, t), Ok("HTTP 204".into()));
+        assert_eq!(check(&spec, t), Err("HTTP 500".into()));
+        assert!(check(&spec, t).is_err());
+        let listener = server.join().unwrap();
+        let tcp = ProbeSpec::parse("tcp", &format!("127.0.0.1:{port}")).unwrap();
+        assert!(check(&tcp, t).is_ok());
+        // A server that accepts and never answers: the deadline holds.
+        let start = Instant::now();
+        assert_eq!(
+            check(&spec, Duration::from_millis(200)),
+            Err("timed out".into())
+        );
+        assert!(start.elapsed() < Duration::from_secs(2));
+        drop(listener);
+        assert!(check(&tcp, t).is_err(), "refused once closed");
     }
 
     #[test]

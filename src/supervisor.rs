@@ -3,16 +3,18 @@
 //! Start-up can fail (`?`, exit 2, nothing spawned). Once the app runs, nothing leaves the loop as
 //! an error: every failure is logged and the loop carries on, because PID 1 must not die early.
 
+use crate::checker::{Checker, ProbeChildren};
 use crate::cli::Config;
 use crate::drain::{Action, Drain, Trigger};
 use crate::error::Error;
+use crate::health;
 use crate::log;
 use crate::privileges;
 use crate::procs;
 use crate::reaper;
 use crate::signals::{FORWARDED, Signals};
 use crate::spawn;
-use crate::status::{App, Shared};
+use crate::status::{App, Shared, Status};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getegid, geteuid, getpid};
 use serde_json::json;
@@ -34,6 +36,7 @@ pub struct Supervisor {
     signals: Signals,
     mode: Mode,
     status: Shared,
+    probe_children: ProbeChildren,
     app: Pid,
     app_status: Option<i32>,
     drain: Drain,
@@ -45,8 +48,7 @@ pub struct Supervisor {
 /// Runs `vigil [OPTIONS] -- COMMAND` and returns vigil's exit status.
 pub fn run(config: Config) -> u8 {
     log::init(config.log_format, config.log_level);
-    let status = Shared::new();
-    match Supervisor::start(config, status) {
+    match Supervisor::start(config) {
         Ok(Ok(mut sup)) => sup.run(),
         Ok(Err(code)) => exiting(code),
         Err(e) => {
@@ -59,7 +61,7 @@ pub fn run(config: Config) -> u8 {
 impl Supervisor {
     /// Everything up to and including the spawn. `Ok(Err(code))`: the app could not be
     /// executed (127/126), which is the app's failure, not vigil's.
-    fn start(config: Config, status: Shared) -> Result<Result<Supervisor, u8>, Error> {
+    fn start(config: Config) -> Result<Result<Supervisor, u8>, Error> {
         // Block signals first: before any thread exists, and before anything can send them.
         let signals = Signals::block()?;
         let mode = if getpid().as_raw() == 1 {
@@ -92,6 +94,12 @@ impl Supervisor {
                 ("gid", json!(getegid().as_raw())),
             ],
         );
+        let status = Shared::new(Status::new(
+            config.probe.as_ref().map(|p| p.kind()),
+            config.probe_failures,
+        ));
+        // Bind while still root (a low port may need it), then give root up for good.
+        let listener = config.health_listen.map(health::bind).transpose()?;
         match &creds {
             Some((spec, c)) => {
                 privileges::drop_to(spec, c)?;
@@ -113,6 +121,9 @@ impl Supervisor {
                 )],
             ),
             None => {}
+        }
+        if let Some(listener) = listener {
+            health::start(listener, status.clone())?;
         }
 
         let home = creds.as_ref().map(|(_, c)| c.home.as_str());
@@ -136,10 +147,6 @@ impl Supervisor {
                 return Ok(Err(code));
             }
         };
-        status.update(|s| {
-            s.app = App::Running;
-            s.ready_once = config.probe.is_none();
-        });
         log::info(
             "app spawned",
             &[
@@ -148,12 +155,22 @@ impl Supervisor {
                 ("command", json!(command)),
             ],
         );
+        status.update(|s| {
+            s.app = App::Running;
+            s.ready_once = config.probe.is_none();
+        });
+        let probe_children = ProbeChildren::default();
+        if let Some(spec) = config.probe.clone() {
+            let waker = signals.waker();
+            Checker::new(&config, spec, status.clone(), probe_children.clone(), waker).start();
+        }
         let drain = Drain::new(config.drain_timeout, config.drain_delay, config.stop_signal);
         Ok(Ok(Supervisor {
             config,
             signals,
             mode,
             status,
+            probe_children,
             app,
             app_status: None,
             drain,
@@ -320,6 +337,8 @@ impl Supervisor {
                     None => fields.push(("code", json!(reaper::exit_code(status)))),
                 }
                 log::info("app exited", &fields);
+            } else if self.probe_children.deliver(pid, status) {
+                continue;
             } else if log::enabled(log::Level::Debug) {
                 log::debug(
                     "orphan reaped",

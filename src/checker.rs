@@ -1,0 +1,210 @@
+//! The checker thread: runs the configured probe every `--probe-interval` and records the result
+//! in the shared status, which the health endpoints read.
+//!
+//! Exec probes are children of vigil, and only the supervisor reaps (a `Child::wait` here would
+//! race its `waitpid(-1)` and get ECHILD). So the checker registers the pid in `ProbeChildren`
+//! while still holding its lock across the spawn, and the supervisor hands the status over when it
+//! reaps that pid. On timeout the probe's whole process group is killed.
+
+use crate::cli::Config;
+use crate::log;
+use crate::probe::{self, ProbeSpec};
+use crate::reaper;
+use crate::signals::Waker;
+use crate::status::{App, Shared};
+use crate::sys;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::json;
+use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Exec probe children and, once reaped, their wait status.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeChildren(Arc<(Mutex<HashMap<i32, Option<i32>>>, Condvar)>);
+
+impl ProbeChildren {
+    fn lock(&self) -> MutexGuard<'_, HashMap<i32, Option<i32>>> {
+        self.0.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Spawns `cmd` and registers it before the supervisor can reap it.
+    fn spawn(&self, cmd: &mut Command) -> std::io::Result<i32> {
+        let mut map = self.lock();
+        let pid = cmd.spawn()?.id() as i32;
+        map.insert(pid, None);
+        Ok(pid)
+    }
+
+    /// Called by the supervisor for every reaped pid: true if it was a probe's.
+    pub fn deliver(&self, pid: i32, status: i32) -> bool {
+        let mut map = self.lock();
+        match map.get_mut(&pid) {
+            Some(slot) => {
+                *slot = Some(status);
+                self.0.1.notify_all();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits for `pid`'s status until `deadline`; the pid is forgotten once it is returned.
+    fn wait(&self, pid: i32, deadline: Instant) -> Option<i32> {
+        let mut map = self.lock();
+        loop {
+            if let Some(Some(status)) = map.get(&pid) {
+                let status = *status;
+                map.remove(&pid);
+                return Some(status);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            map = match self.0.1.wait_timeout(map, left) {
+                Ok((m, _)) => m,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    fn forget(&self, pid: i32) {
+        self.lock().remove(&pid);
+    }
+}
+
+/// What the checker needs, copied out of the configuration.
+pub struct Checker {
+    pub spec: ProbeSpec,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub grace: Duration,
+    pub spawned_at: Instant,
+    pub status: Shared,
+    pub children: ProbeChildren,
+    /// Woken after every result (the drill waits for readiness).
+    pub waker: Option<Waker>,
+}
+
+impl Checker {
+    pub fn new(
+        config: &Config,
+        spec: ProbeSpec,
+        status: Shared,
+        children: ProbeChildren,
+        waker: Option<Waker>,
+    ) -> Checker {
+        Checker {
+            spec,
+            interval: config.probe_interval,
+            timeout: config.probe_timeout,
+            grace: config.startup_grace,
+            spawned_at: Instant::now(),
+            status,
+            children,
+            waker,
+        }
+    }
+
+    /// Starts the thread. Failing to start it leaves vigil running without probes, logged.
+    pub fn start(self) {
+        let spawned = std::thread::Builder::new()
+            .name("checker".into())
+            .stack_size(128 * 1024)
+            .spawn(move || self.run());
+        if let Err(e) = spawned {
+            log::error(
+                "probe checker not started",
+                &[("error", json!(e.to_string()))],
+            );
+        }
+    }
+
+    fn run(self) {
+        let kind = self.spec.kind();
+        loop {
+            if self.status.get().app == App::Exited {
+                return;
+            }
+            let started = Instant::now();
+            let result = self.probe_once();
+            let in_grace = Instant::now() < self.spawned_at + self.grace;
+            let ok = result.is_ok();
+            let mut before = None;
+            self.status.update(|s| {
+                before = s.probe.as_ref().and_then(|p| p.ok);
+                s.record_probe(ok, in_grace);
+            });
+            match (&result, before) {
+                (Ok(detail), Some(false) | None) => log::info(
+                    "probe passing",
+                    &[("kind", json!(kind)), ("detail", json!(detail))],
+                ),
+                (Err(why), Some(true)) => log::warn(
+                    "probe failing",
+                    &[("kind", json!(kind)), ("error", json!(why))],
+                ),
+                (Err(why), None) => log::info(
+                    "probe not passing yet",
+                    &[
+                        ("kind", json!(kind)),
+                        ("error", json!(why)),
+                        ("in_grace", json!(in_grace)),
+                    ],
+                ),
+                _ => log::debug("probe result", &[("kind", json!(kind)), ("ok", json!(ok))]),
+            }
+            if let Some(w) = &self.waker {
+                w.wake();
+            }
+            std::thread::sleep((started + self.interval).saturating_duration_since(Instant::now()));
+        }
+    }
+
+    fn probe_once(&self) -> Result<String, String> {
+        match &self.spec {
+            ProbeSpec::Exec { argv } => self.exec(argv),
+            other => probe::check(other, self.timeout),
+        }
+    }
+
+    /// Runs the exec probe as vigil's (already dropped) user, in its own process group, with
+    /// no stdio of its own: its output would otherwise interleave with the app's every interval.
+    fn exec(&self, argv: &[String]) -> Result<String, String> {
+        let (prog, args) = argv.split_first().ok_or("empty command")?;
+        let mut cmd = Command::new(prog);
+        cmd.args(args)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        sys::reset_child_signals(&mut cmd, false);
+        let pid = self
+            .children
+            .spawn(&mut cmd)
+            .map_err(|e| format!("cannot run {prog}: {e}"))?;
+        let deadline = Instant::now() + self.timeout;
+        match self.children.wait(pid, deadline) {
+            Some(status) => match reaper::exit_code(status) {
+                0 => Ok("exit 0".into()),
+                code => Err(format!("exit {code}")),
+            },
+            None => {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                // Give the reaper a moment to collect it, so it is not logged as an orphan.
+                if self
+                    .children
+                    .wait(pid, Instant::now() + Duration::from_secs(1))
+                    .is_none()
+                {
+                    self.children.forget(pid);
+                }
+                Err("timed out".into())
+            }
+        }
+    }
+}
