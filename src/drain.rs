@@ -65,6 +65,7 @@ impl Drain {
     }
 
     /// Whether a drain has started (readiness fails).
+    #[cfg(test)]
     pub fn draining(&self) -> bool {
         self.started.is_some()
     }

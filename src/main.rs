@@ -4,6 +4,7 @@
 mod checker;
 mod cli;
 mod drain;
+mod drill;
 mod error;
 mod health;
 mod log;
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let code = match cli::parse(&raw, &env) {
         Ok(cli::Command::Run(config)) => supervisor::run(config),
-        Ok(cli::Command::Drill(_config, _after)) => error::Error::EXIT_STATUS,
+        Ok(cli::Command::Drill(config, after)) => supervisor::drill(config, after),
         Ok(cli::Command::Probe(spec, timeout)) => probe::main(&spec, timeout),
         Ok(cli::Command::Done(code)) => code,
         Err(e) => {

@@ -6,6 +6,7 @@
 use crate::checker::{Checker, ProbeChildren};
 use crate::cli::Config;
 use crate::drain::{Action, Drain, Trigger};
+use crate::drill::{self, Drill, Outcome};
 use crate::error::Error;
 use crate::health;
 use crate::log;
@@ -18,6 +19,7 @@ use crate::status::{App, Shared, Status};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getegid, geteuid, getpid};
 use serde_json::json;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// How often a subreaper re-sweeps its tree after the SIGKILL, for processes forked mid-sweep.
@@ -43,13 +45,37 @@ pub struct Supervisor {
     children_left: bool,
     last_sweep: Option<Instant>,
     gave_up: bool,
+    /// Whether the app was reaped before any SIGKILL was sent.
+    app_exited_itself: bool,
+    /// `vigil drill`: vigil sends the SIGTERM itself and reports.
+    drill: Option<Drill>,
 }
 
 /// Runs `vigil [OPTIONS] -- COMMAND` and returns vigil's exit status.
 pub fn run(config: Config) -> u8 {
+    run_with(config, None)
+}
+
+/// Runs `vigil drill`: as `run`, with vigil's own SIGTERM once the app is ready (`after`
+/// seconds after the spawn without a probe), and the report as the last line on stdout.
+/// Returns 0 on pass, 1 on fail.
+pub fn drill(config: Config, after: Duration) -> u8 {
+    run_with(config, Some(after))
+}
+
+fn run_with(config: Config, drill_after: Option<Duration>) -> u8 {
     log::init(config.log_format, config.log_level);
-    match Supervisor::start(config) {
+    match Supervisor::start(config, drill_after) {
         Ok(Ok(mut sup)) => sup.run(),
+        Ok(Err(code)) if drill_after.is_some() => {
+            let report = json!({
+                "exit_status": code,
+                "verdict": "fail",
+                "reasons": [format!("the app failed to start (status {code})")],
+            });
+            let _ = writeln!(std::io::stdout(), "{report}");
+            exiting(1)
+        }
         Ok(Err(code)) => exiting(code),
         Err(e) => {
             log::error(&e.to_string(), &[]);
@@ -61,7 +87,10 @@ pub fn run(config: Config) -> u8 {
 impl Supervisor {
     /// Everything up to and including the spawn. `Ok(Err(code))`: the app could not be
     /// executed (127/126), which is the app's failure, not vigil's.
-    fn start(config: Config) -> Result<Result<Supervisor, u8>, Error> {
+    fn start(
+        config: Config,
+        drill_after: Option<Duration>,
+    ) -> Result<Result<Supervisor, u8>, Error> {
         // Block signals first: before any thread exists, and before anything can send them.
         let signals = Signals::block()?;
         let mode = if getpid().as_raw() == 1 {
@@ -161,10 +190,19 @@ impl Supervisor {
         });
         let probe_children = ProbeChildren::default();
         if let Some(spec) = config.probe.clone() {
-            let waker = signals.waker();
+            // Only the drill needs waking on each result; a plain run reads the status lazily.
+            let waker = drill_after.and_then(|_| signals.waker());
             Checker::new(&config, spec, status.clone(), probe_children.clone(), waker).start();
         }
         let drain = Drain::new(config.drain_timeout, config.drain_delay, config.stop_signal);
+        let drill = drill_after.map(|after| {
+            Drill::new(
+                after,
+                config.startup_grace,
+                config.probe.is_some(),
+                Instant::now(),
+            )
+        });
         Ok(Ok(Supervisor {
             config,
             signals,
@@ -177,6 +215,8 @@ impl Supervisor {
             children_left: true,
             last_sweep: None,
             gave_up: false,
+            app_exited_itself: false,
+            drill,
         }))
     }
 
@@ -188,11 +228,12 @@ impl Supervisor {
                 self.on_signal(sig);
             }
             self.reap();
+            self.drill_step();
             let due = self.drain.due(Instant::now());
             self.act(&due);
             self.sweep_after_kill();
             if let Some(code) = self.finished() {
-                return exiting(code);
+                return exiting(self.report(code));
             }
         }
     }
@@ -204,10 +245,48 @@ impl Supervisor {
             }
             _ => None,
         };
-        match (self.drain.next_deadline(), sweep) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let drill = self.drill.as_ref().and_then(Drill::deadline);
+        [self.drain.next_deadline(), sweep, drill]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// `vigil drill`: once the app is ready (or can no longer be), drain as the platform would.
+    fn drill_step(&mut self) {
+        let Some(drill) = self.drill.as_mut() else {
+            return;
+        };
+        let status = self.status.get();
+        let running = self.app_status.is_none();
+        match drill.step(Instant::now(), status.ready(), running) {
+            drill::Step::Wait => {}
+            step => {
+                let ready = step == drill::Step::Signal;
+                log::info("drill: sending SIGTERM", &[("ready", json!(ready))]);
+                self.on_signal(Signal::SIGTERM);
+            }
         }
+    }
+
+    /// For a drill, prints the report and turns `code` into the verdict's status.
+    fn report(&self, code: u8) -> u8 {
+        let Some(drill) = &self.drill else {
+            return code;
+        };
+        let outcome = Outcome {
+            exit_status: code,
+            app_exited_itself: self.app_exited_itself,
+            forced_kill: self.drain.killed(),
+            app_uid: geteuid().as_raw(),
+            leftover: procs::descendants().len(),
+            finished_at: Instant::now(),
+        };
+        let report = drill.report(&outcome, self.config.drain_timeout);
+        let pass = report["verdict"] == "pass";
+        log::info("drill finished", &[("verdict", report["verdict"].clone())]);
+        let _ = writeln!(std::io::stdout(), "{report}");
+        if pass { 0 } else { 1 }
     }
 
     fn on_signal(&mut self, sig: Signal) {
@@ -326,6 +405,7 @@ impl Supervisor {
         for (pid, status) in reaped.exited {
             if pid == self.app.as_raw() {
                 self.app_status = Some(status);
+                self.app_exited_itself = !self.drain.killed();
                 app_exited = true;
                 self.status.update(|s| s.app = App::Exited);
                 let mut fields = vec![
