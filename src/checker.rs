@@ -114,7 +114,7 @@ impl Checker {
     pub fn start(self) {
         let spawned = std::thread::Builder::new()
             .name("checker".into())
-            .stack_size(128 * 1024)
+            .stack_size(256 * 1024)
             .spawn(move || self.run());
         if let Err(e) = spawned {
             log::error(

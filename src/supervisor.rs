@@ -142,14 +142,16 @@ impl Supervisor {
                     ],
                 );
             }
-            None if geteuid().is_root() => log::warn(
+            None => {}
+        }
+        if geteuid().is_root() {
+            log::warn(
                 "running as root",
                 &[(
                     "hint",
                     json!("set --user or VIGIL_USER: the platform requires non-root"),
                 )],
-            ),
-            None => {}
+            );
         }
         if let Some(listener) = listener {
             health::start(listener, status.clone())?;
