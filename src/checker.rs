@@ -22,12 +22,15 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// Probe pid -> its wait status, once reaped.
+type Statuses = HashMap<i32, Option<i32>>;
+
 /// Exec probe children and, once reaped, their wait status.
 #[derive(Debug, Clone, Default)]
-pub struct ProbeChildren(Arc<(Mutex<HashMap<i32, Option<i32>>>, Condvar)>);
+pub struct ProbeChildren(Arc<(Mutex<Statuses>, Condvar)>);
 
 impl ProbeChildren {
-    fn lock(&self) -> MutexGuard<'_, HashMap<i32, Option<i32>>> {
+    fn lock(&self) -> MutexGuard<'_, Statuses> {
         self.0.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 

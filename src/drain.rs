@@ -122,11 +122,12 @@ impl Drain {
     /// Everything due at `now`, in order.
     pub fn due(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
-        if let Some((at, sig)) = self.forward_at {
-            if now >= at && self.killed_at.is_none() {
-                self.forward_at = None;
-                out.push(Action::Forward(sig));
-            }
+        if let Some((at, sig)) = self.forward_at
+            && now >= at
+            && self.killed_at.is_none()
+        {
+            self.forward_at = None;
+            out.push(Action::Forward(sig));
         }
         match (self.kill_at, self.killed_at) {
             (Some(at), None) if now >= at => {

@@ -129,20 +129,17 @@ impl Supervisor {
         ));
         // Bind while still root (a low port may need it), then give root up for good.
         let listener = config.health_listen.map(health::bind).transpose()?;
-        match &creds {
-            Some((spec, c)) => {
-                privileges::drop_to(spec, c)?;
-                log::info(
-                    "privileges dropped",
-                    &[
-                        ("user", json!(spec.to_string())),
-                        ("uid", json!(c.uid)),
-                        ("gid", json!(c.gid)),
-                        ("groups", json!(c.groups)),
-                    ],
-                );
-            }
-            None => {}
+        if let Some((spec, c)) = &creds {
+            privileges::drop_to(spec, c)?;
+            log::info(
+                "privileges dropped",
+                &[
+                    ("user", json!(spec.to_string())),
+                    ("uid", json!(c.uid)),
+                    ("gid", json!(c.gid)),
+                    ("groups", json!(c.groups)),
+                ],
+            );
         }
         if geteuid().is_root() {
             log::warn(
