@@ -117,15 +117,22 @@ impl Signals {
             PollFd::new(self.fd.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.wake_rx.as_fd(), PollFlags::POLLIN),
         ];
-        // EINTR cannot happen with everything blocked, and any other error is handled the same
-        // way: return, and let the loop look at the clock and the children again.
-        let _ = poll(&mut fds, timeout);
-        let mut buf = [0u8; 64];
-        while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
+        // EINTR cannot happen with everything blocked; after any return the loop looks at the
+        // clock and the children again.
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        // On a poll error, look at both: reading a non-blocking fd costs one EAGAIN at worst.
+        let polled = poll(&mut fds, timeout).is_ok();
+        let (signal_ready, wake_ready) = (!polled || ready(&fds[0]), !polled || ready(&fds[1]));
+        if wake_ready {
+            let mut buf = [0u8; 64];
+            while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
+        }
         let mut got = Vec::new();
-        while let Ok(Some(info)) = self.fd.read_signal() {
-            if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
-                got.push(sig);
+        if signal_ready {
+            while let Ok(Some(info)) = self.fd.read_signal() {
+                if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                    got.push(sig);
+                }
             }
         }
         got
