@@ -274,7 +274,13 @@ impl Config {
         }
 
         let user = match pick("--user", args.user) {
-            Some((src, v)) => Some(UserSpec::parse(&v).map_err(|why| Error::bad(&src, &v, why))?),
+            Some((src, v)) => {
+                let spec = UserSpec::parse(&v).map_err(|why| Error::bad(&src, &v, why))?;
+                Some(UserSpec {
+                    source: src,
+                    ..spec
+                })
+            }
             None => None,
         };
 
@@ -517,7 +523,12 @@ mod tests {
             ("VIGIL_SUCCESS_EXIT", "143, 3"),
         ];
         let c = run_with(&["x"], &env).unwrap();
-        assert_eq!(c.user, Some(UserSpec::parse("app:staff").unwrap()));
+        let user = c.user.unwrap();
+        assert_eq!(
+            (user.user.as_str(), user.group.as_deref()),
+            ("app", Some("staff"))
+        );
+        assert_eq!(user.source, "VIGIL_USER");
         assert_eq!(c.drain_timeout, Duration::from_secs(4));
         assert_eq!(c.drain_delay, Duration::from_millis(1250));
         assert_eq!(c.health_listen, Some("[::]:8086".parse().unwrap()));

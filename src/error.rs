@@ -17,10 +17,9 @@ pub enum Error {
     },
     /// The command line itself is wrong (unknown flag, missing command, ...).
     Usage(String),
-    /// `--user`: the user or group does not exist in the container's files.
-    UnknownUser { spec: String, why: String },
-    /// `--user`: a system call to switch ids failed.
+    /// `--user`: a system call to switch ids failed. `source` is `--user` or `VIGIL_USER`.
     SwitchUser {
+        source: String,
         spec: String,
         op: &'static str,
         errno: nix::Error,
@@ -55,10 +54,12 @@ impl fmt::Display for Error {
                 }
             }
             Error::Usage(msg) => write!(f, "{msg} (see vigil --help)"),
-            Error::UnknownUser { spec, why } => write!(f, "--user {spec:?}: {why}"),
-            Error::SwitchUser { spec, op, errno } => {
-                write!(f, "--user {spec:?}: unable to {op}: {}", errno.desc())
-            }
+            Error::SwitchUser {
+                source,
+                spec,
+                op,
+                errno,
+            } => Error::bad(source, spec, format!("unable to {op}: {}", errno.desc())).fmt(f),
             Error::Startup { op, errno } => write!(f, "unable to {op}: {}", errno.desc()),
             Error::Bind { addr, why } => write!(f, "--health-listen {addr:?}: cannot bind: {why}"),
         }
@@ -82,6 +83,7 @@ mod tests {
             r#"VIGIL_DRAIN_DELAY="x": not a number of seconds"#
         );
         let e = Error::SwitchUser {
+            source: "--user".into(),
             spec: "app".into(),
             op: "setuid",
             errno: nix::Error::EPERM,

@@ -28,6 +28,8 @@ pub struct GroupEntry {
 pub struct UserSpec {
     pub user: String,
     pub group: Option<String>,
+    /// Where it came from, `--user` or `VIGIL_USER`, so errors name it.
+    pub source: String,
 }
 
 /// Who the app (and vigil) will be.
@@ -42,6 +44,7 @@ pub struct Credentials {
 }
 
 impl UserSpec {
+    /// Parses a spec as given with `--user` (set `source` for `VIGIL_USER`).
     pub fn parse(s: &str) -> Result<UserSpec, String> {
         const WHY: &str = "expected USER[:GROUP], names or numeric ids";
         let (user, group) = match s.split_once(':') {
@@ -55,6 +58,7 @@ impl UserSpec {
         Ok(UserSpec {
             user: user.to_string(),
             group: group.map(str::to_string),
+            source: "--user".into(),
         })
     }
 }
@@ -143,10 +147,7 @@ pub fn resolve(
     passwd: Option<&str>,
     group: Option<&str>,
 ) -> Result<Credentials, Error> {
-    let unknown = |why: String| Error::UnknownUser {
-        spec: spec.to_string(),
-        why,
-    };
+    let unknown = |why: String| Error::bad(&spec.source, &spec.to_string(), why);
     let users = passwd.map(parse_passwd).unwrap_or_default();
     let groups = group.map(parse_group).unwrap_or_default();
 
@@ -230,6 +231,7 @@ pub fn drop_to(spec: &UserSpec, creds: &Credentials) -> Result<(), Error> {
         return Ok(());
     }
     let fail = |op, errno| Error::SwitchUser {
+        source: spec.source.clone(),
         spec: spec.to_string(),
         op,
         errno,

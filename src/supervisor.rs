@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 /// How often a subreaper re-sweeps its tree after the SIGKILL, for processes forked mid-sweep.
 const SWEEP_EVERY: Duration = Duration::from_millis(20);
+/// The most one subreaper sweep spends rescanning /proc for processes forked during it.
+const SWEEP_BUDGET: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -106,6 +108,17 @@ impl Supervisor {
             Some(spec) => Some((spec, privileges::lookup(spec)?)),
             None => None,
         };
+        let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+        let status = Shared::new(Status::new(
+            config.probe.as_ref().map(|p| p.kind()),
+            config.probe_failures,
+        ));
+        // Bind while still root (a low port may need it), then give root up for good.
+        let listener = config.health_listen.map(health::bind).transpose()?;
+        if let Some((spec, c)) = &creds {
+            privileges::drop_to(spec, c)?;
+        }
+        // Everything that can refuse to start has run: from here on, every line is an event.
         log::info(
             "vigil starting",
             &[
@@ -119,18 +132,11 @@ impl Supervisor {
                         "subreaper"
                     }),
                 ),
-                ("uid", json!(geteuid().as_raw())),
-                ("gid", json!(getegid().as_raw())),
+                ("uid", json!(uid)),
+                ("gid", json!(gid)),
             ],
         );
-        let status = Shared::new(Status::new(
-            config.probe.as_ref().map(|p| p.kind()),
-            config.probe_failures,
-        ));
-        // Bind while still root (a low port may need it), then give root up for good.
-        let listener = config.health_listen.map(health::bind).transpose()?;
         if let Some((spec, c)) = &creds {
-            privileges::drop_to(spec, c)?;
             log::info(
                 "privileges dropped",
                 &[
@@ -375,10 +381,24 @@ impl Supervisor {
             Ok(()) | Err(nix::Error::ESRCH) => {}
             Err(errno) => not_delivered(sig, "pgid", self.app.as_raw(), errno),
         }
-        for pid in procs::descendants() {
-            match kill(Pid::from_raw(pid), sig) {
-                Ok(()) | Err(nix::Error::ESRCH) => {}
-                Err(errno) => not_delivered(sig, "pid", pid, errno),
+        // A process can fork between the /proc scan and its signal; scan again until a pass
+        // finds nobody new (a SIGKILLed process cannot fork any more, so this converges).
+        let mut signalled: Vec<i32> = Vec::new();
+        let until = Instant::now() + SWEEP_BUDGET;
+        while Instant::now() < until {
+            let fresh: Vec<i32> = procs::descendants()
+                .into_iter()
+                .filter(|pid| !signalled.contains(pid))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for pid in fresh {
+                match kill(Pid::from_raw(pid), sig) {
+                    Ok(()) | Err(nix::Error::ESRCH) => {}
+                    Err(errno) => not_delivered(sig, "pid", pid, errno),
+                }
+                signalled.push(pid);
             }
         }
     }
