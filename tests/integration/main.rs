@@ -1,1 +1,43 @@
-//! placeholder
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! vigil's integration tests: one binary (as ripgrep's `tests/tests.rs`), a module per area, each
+//! running the real `vigil` against `sh -c` fixtures and asserting on exit statuses, `/proc` facts
+//! and parsed log lines.
+//!
+//! Most behaviour is checked twice, as tini runs its whole suite twice: with vigil as PID 1 of a
+//! new pid namespace (`<test>::pid1`) and as a child subreaper (`<test>::subreaper`). A mode or a
+//! privilege this machine lacks is skipped with a printed `SKIP` line, and is a failure when
+//! `VIGIL_REQUIRE_ALL_TESTS=1`.
+
+/// Defines `mod <name> { fn pid1; fn subreaper }`, two tests that call `<name>(mode)`.
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use crate::util::{mode_supported, Mode};
+
+            #[test]
+            fn pid1() {
+                if mode_supported(Mode::Pid1) {
+                    super::$name(Mode::Pid1);
+                }
+            }
+
+            #[test]
+            fn subreaper() {
+                if mode_supported(Mode::Subreaper) {
+                    super::$name(Mode::Subreaper);
+                }
+            }
+        }
+    )*};
+}
+
+mod cli;
+mod core;
+mod deploy;
+mod drain;
+mod reaping;
+mod runc;
+mod security;
+mod stress;
+mod user;
+mod util;
