@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::log;
 use crate::status::{Shared, Status};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{Backlog, listen};
 use serde_json::json;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
@@ -33,6 +34,10 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
         addr: addr.to_string(),
         why: e.to_string(),
     })?;
+    // std listens with a backlog of 128; under a flood of connections a full queue drops the
+    // next SYN and a well-behaved client retries only after a second. Ask for the system's
+    // maximum instead (listen(2) on a listening socket just updates it).
+    let _ = listen(&listener, Backlog::MAXALLOWABLE);
     Ok(listener)
 }
 

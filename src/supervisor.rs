@@ -71,7 +71,12 @@ fn run_with(config: Config, drill_after: Option<Duration>) -> u8 {
         Ok(Ok(mut sup)) => sup.run(),
         Ok(Err(code)) if drill_after.is_some() => {
             let report = json!({
+                "ready_s": null,
+                "drain_s": null,
+                "forced_kill": false,
                 "exit_status": code,
+                "app_uid": geteuid().as_raw(),
+                "leftover": procs::descendants().len(),
                 "verdict": "fail",
                 "reasons": [format!("the app failed to start (status {code})")],
             });
