@@ -35,6 +35,8 @@ mod cli;
 mod core;
 mod deploy;
 mod drain;
+mod drill;
+mod health;
 mod reaping;
 mod runc;
 mod security;
