@@ -4,7 +4,7 @@
 //! lines from the supervisor and the health threads never interleave. A failed write (stderr
 //! closed, a full pipe) is ignored: logging must never stop PID 1.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -75,8 +75,19 @@ pub fn log(level: Level, msg: &str, fields: &[(&str, Value)]) {
     if level > max {
         return;
     }
-    let line = render(format, now_rfc3339(), level, msg, fields);
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    // One buffer per thread, reused: no allocation churn per line on the signal path.
+    LINE.with(|buf| {
+        let Ok(mut line) = buf.try_borrow_mut() else {
+            return;
+        };
+        line.clear();
+        render_into(&mut line, format, &now_rfc3339(), level, msg, fields);
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    });
+}
+
+thread_local! {
+    static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
 }
 
 pub fn error(msg: &str, fields: &[(&str, Value)]) {
@@ -93,49 +104,81 @@ pub fn debug(msg: &str, fields: &[(&str, Value)]) {
 }
 
 /// One whole line, newline included.
+#[cfg(test)]
 fn render(format: Format, ts: String, level: Level, msg: &str, fields: &[(&str, Value)]) -> String {
+    let mut out = String::new();
+    render_into(&mut out, format, &ts, level, msg, fields);
+    out
+}
+
+/// Appends one whole line, newline included, to `out`.
+fn render_into(
+    out: &mut String,
+    format: Format,
+    ts: &str,
+    level: Level,
+    msg: &str,
+    fields: &[(&str, Value)],
+) {
+    use std::fmt::Write as _;
     match format {
         Format::Json => {
             // `ts`, `level` and `msg` first so a human reading raw lines finds them; a field can
             // never overwrite them.
-            let mut out = String::with_capacity(128);
             out.push_str("{\"ts\":");
-            out.push_str(&Value::String(ts).to_string());
+            push_json_str(out, ts);
             out.push_str(",\"level\":\"");
             out.push_str(level.name());
             out.push_str("\",\"msg\":");
-            out.push_str(&Value::String(msg.to_string()).to_string());
-            let mut seen = Map::new();
-            for (k, v) in fields {
-                if matches!(*k, "ts" | "level" | "msg") || seen.contains_key(*k) {
+            push_json_str(out, msg);
+            for (i, (k, v)) in fields.iter().enumerate() {
+                let taken = matches!(*k, "ts" | "level" | "msg")
+                    || fields[..i].iter().any(|(earlier, _)| earlier == k);
+                if taken {
                     continue;
                 }
-                seen.insert((*k).to_string(), Value::Null);
                 out.push(',');
-                out.push_str(&Value::String((*k).to_string()).to_string());
-                out.push(':');
-                out.push_str(&v.to_string());
+                push_json_str(out, k);
+                let _ = write!(out, ":{v}");
             }
             out.push_str("}\n");
-            out
         }
         Format::Text => {
-            let mut out = format!("{ts} {:<5} vigil: {msg}", level.name().to_uppercase());
+            let _ = write!(out, "{ts} {:<5} vigil: {msg}", level.name().to_uppercase());
             for (k, v) in fields {
-                out.push(' ');
-                out.push_str(k);
-                out.push('=');
+                let _ = write!(out, " {k}=");
                 match v {
                     Value::String(s) if !s.is_empty() && !s.contains([' ', '"', '=']) => {
                         out.push_str(s)
                     }
-                    other => out.push_str(&other.to_string()),
+                    other => {
+                        let _ = write!(out, "{other}");
+                    }
                 }
             }
             out.push('\n');
-            out
         }
     }
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_str(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Now as RFC 3339 in UTC with milliseconds: `2026-11-21T23:53:42.123Z`.
@@ -205,6 +248,23 @@ mod tests {
         assert_eq!(v["level"], "info");
         assert_eq!(v["msg"], "app spawned \"x\"");
         assert_eq!(v["pid"], 42);
+    }
+
+    #[test]
+    fn json_strings_escape_like_serde() {
+        for s in [
+            "plain",
+            "quote \" and \\",
+            "line\nbreak\ttab\r",
+            "\u{1}\u{1f}\u{7f}",
+            "ünïcödé ✓",
+            "",
+        ] {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            let back: String = serde_json::from_str(&out).unwrap();
+            assert_eq!(back, s);
+        }
     }
 
     #[test]

@@ -1,0 +1,1126 @@
+#!/usr/bin/env python3
+"""vigil side by side with tini-static, tini, dumb-init and catatonit, all in one run.
+
+Run through `bench/run`, which builds vigil and bench/out/benchapp first. Python 3 stdlib only.
+
+Every process this harness starts is recorded by pid and ended by that pid (SIGTERM, then SIGKILL)
+on every path, including errors and Ctrl-C. The harness is also a child subreaper, so anything an
+init leaves behind is re-parented to it and ended by pid as well; nothing is ever killed by name.
+"""
+
+import argparse
+import ctypes
+import datetime
+import http.client
+import json
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in bench/ when chart.py is imported
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "out")
+BUSYBOX = "/bin/busybox"
+UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
+PID1 = [UNSHARE, "--pid", "--fork", "--mount-proc", "--kill-child"]
+
+NAMES = ["vigil", "tini-static", "tini", "dumb-init", "catatonit"]
+PEERS = NAMES[1:]
+
+
+def inits(vigil):
+    """name -> (binary, argv prefix as a subreaper, argv prefix as PID 1)."""
+    return {
+        "vigil": (vigil, [vigil, "--"], [vigil, "--"]),
+        # tini needs -s to reap as a subreaper; as PID 1 it reaps without it.
+        "tini-static": ("/usr/bin/tini-static", ["/usr/bin/tini-static", "-s", "--"],
+                        ["/usr/bin/tini-static", "--"]),
+        "tini": ("/usr/bin/tini", ["/usr/bin/tini", "-s", "--"], ["/usr/bin/tini", "--"]),
+        # dumb-init never becomes a subreaper; it runs the app in a new session and forwards to
+        # its process group. Fine for everything but orphans, which run as PID 1 for all inits.
+        "dumb-init": ("/usr/bin/dumb-init", ["/usr/bin/dumb-init"], ["/usr/bin/dumb-init"]),
+        # catatonit makes itself a subreaper when it is not PID 1.
+        "catatonit": ("/usr/bin/catatonit", ["/usr/bin/catatonit", "--"],
+                      ["/usr/bin/catatonit", "--"]),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Process bookkeeping: every pid we start, ended by pid.
+
+LIVE = {}  # pid -> description, for processes that are our own children
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+_NULL = None
+
+
+def spawn(argv, stdout=None, stderr=None, what=None):
+    """posix_spawn (vfork + exec) with stdin on /dev/null and stdout/stderr on the given fds
+    (default /dev/null)."""
+    global _NULL
+    if _NULL is None:
+        _NULL = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    actions = [(os.POSIX_SPAWN_DUP2, _NULL, 0),
+               (os.POSIX_SPAWN_DUP2, _NULL if stdout is None else stdout, 1),
+               (os.POSIX_SPAWN_DUP2, _NULL if stderr is None else stderr, 2)]
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+    LIVE[pid] = what or argv[0]
+    return pid
+
+
+def wait(pid, timeout=None, pidfd=None):
+    """waitpid, blocking; with a timeout, wait on a pidfd (no polling: the wake-up is the exit
+    itself) and return None if the process is still running when it expires."""
+    if timeout is not None:
+        fd = os.pidfd_open(pid) if pidfd is None else pidfd
+        try:
+            if not select.select([fd], [], [], timeout)[0]:
+                return None
+        finally:
+            if pidfd is None:
+                os.close(fd)
+    _, st = os.waitpid(pid, 0)
+    LIVE.pop(pid, None)
+    return st
+
+
+def end(pid, grace=2.0):
+    """SIGTERM, then SIGKILL after `grace`, then reap: only for our own child `pid`."""
+    if pid not in LIVE:
+        return None
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    st = wait(pid, grace)
+    if st is None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        st = wait(pid)
+    return st
+
+
+def proc_table():
+    """(pid, ppid, state) of every process in /proc."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        rest = stat[stat.rfind(")") + 2:].split()
+        out.append((int(name), int(rest[1]), rest[0]))
+    return out
+
+
+def sweep():
+    """End (by pid) and reap anything re-parented to us, the subreaper: leftovers of an init."""
+    me = os.getpid()
+    for pid, ppid, _state in proc_table():
+        if ppid == me and pid not in LIVE:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        LIVE.pop(pid, None)
+
+
+def end_everything():
+    for pid in list(LIVE):
+        end(pid, grace=0.5)
+    sweep()
+
+
+def read_line(fd, timeout):
+    """Read one '\\n'-terminated line from a raw fd, byte by byte (the rest stays in the pipe)."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise TimeoutError(f"no line within {timeout}s (got {buf!r})")
+        b = os.read(fd, 1)
+        if not b:
+            raise EOFError(f"pipe closed (got {buf!r})")
+        buf += b
+    return buf.decode()
+
+
+def read_exact(fd, n, timeout):
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise TimeoutError(f"no data within {timeout}s")
+        b = os.read(fd, n - len(buf))
+        if not b:
+            raise EOFError("pipe closed")
+        buf += b
+    return buf
+
+
+def proc_status(pid):
+    """VmRSS/VmHWM (kB) of the process, and context switches summed over all its threads."""
+    out = {"VmRSS": None, "VmHWM": None, "RssAnon": None, "RssFile": None, "ctxt": 0,
+           "threads": 0, "run_ns": 0, "wait_ns": 0}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                out[k] = int(v.split()[0])
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        out["ctxt"] += int(line.split()[1])
+        except OSError:
+            continue
+        out["threads"] += 1
+        try:  # time on a CPU, time runnable but waiting for one (ns)
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                run, wait_, _ = f.read().split()
+            out["run_ns"] += int(run)
+            out["wait_ns"] += int(wait_)
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Listener:
+    """A TCP listener in a thread of this process: the target of vigil's --probe-tcp."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def http_get(port, path="/healthz", timeout=1.0):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def health_args(health_port, probe_port):
+    return ["--health-listen", f"127.0.0.1:{health_port}", "--probe-tcp",
+            f"127.0.0.1:{probe_port}", "--probe-interval", "5"]
+
+
+def start_vigil_health(vigil, app, listener, logname):
+    """Start vigil with the health server and a 5 s tcp probe; return (pid, port, note).
+    pid is None (and note says why) when this vigil does not serve /healthz."""
+    port = free_port()
+    logfd = os.open(os.path.join(OUT, logname), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        pid = spawn([vigil, *health_args(port, listener.port), "--", *app], stderr=logfd,
+                    what="vigil+health")
+    finally:
+        os.close(logfd)
+    deadline = time.monotonic() + 3.0
+    note = "no answer on /healthz within 3 s"
+    while time.monotonic() < deadline:
+        st = wait(pid, 0)
+        if st is not None:
+            return None, port, f"vigil exited with status {os.waitstatus_to_exitcode(st)}"
+        try:
+            status, body = http_get(port)
+            return pid, port, f"/healthz answered {status}: {body[:120].decode('utf-8', 'replace')}"
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.05)
+    end(pid)
+    return None, port, note
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+
+def elf_linkage(path):
+    """'static' or 'dynamic' (has a PT_INTERP program header); static-pie counts as static."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if not head.startswith(b"\x7fELF"):
+            return "not ELF"
+        phoff = int.from_bytes(head[32:40], "little")
+        phentsize = int.from_bytes(head[54:56], "little")
+        phnum = int.from_bytes(head[56:58], "little")
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    for i in range(phnum):
+        if int.from_bytes(table[i * phentsize:i * phentsize + 4], "little") == 3:
+            return "dynamic"
+    return "static"
+
+
+def measure_sizes(bins):
+    return {n: {"bytes": os.path.getsize(b), "linkage": elf_linkage(b)} for n, b in bins.items()}
+
+
+def measure_startup(prefixes, rounds, base_prefix=()):
+    """Median wall time of `busybox true` directly and under each init, interleaved in a random
+    order each round so load on the machine hits every variant alike."""
+    variants = {"direct": [*base_prefix, BUSYBOX, "true"]}
+    for n, p in prefixes.items():
+        variants[n] = [*base_prefix, *p, BUSYBOX, "true"]
+    samples = {k: [] for k in variants}
+    failed = {}
+    order = list(variants)
+    for r in range(rounds + 5):  # 5 warm-up rounds, discarded
+        random.shuffle(order)
+        for k in order:
+            if k in failed:
+                continue
+            t0 = time.monotonic_ns()
+            pid = spawn(variants[k])
+            st = wait(pid)
+            t1 = time.monotonic_ns()
+            if os.waitstatus_to_exitcode(st) != 0:
+                failed[k] = f"exit status {os.waitstatus_to_exitcode(st)}"
+                continue
+            if r >= 5:
+                samples[k].append(t1 - t0)
+    med = {k: statistics.median(v) / 1000 for k, v in samples.items() if v}
+    out = {}
+    for n in prefixes:
+        if n in failed or "direct" not in med:
+            out[n] = {"error": failed.get(n, "direct run failed")}
+        else:
+            out[n] = {"overhead_us": med[n] - med["direct"], "median_us": med[n],
+                      "direct_us": med["direct"], "runs": len(samples[n])}
+    return out
+
+
+def measure_idle(prefixes, vigil, seconds):
+    """Idle RSS and wake-ups of every init at once, app `busybox sleep 1000`, plus vigil with the
+    health server and a 5 s tcp probe. All run side by side over the same window."""
+    app = [BUSYBOX, "sleep", "1000"]
+    pids, out = {}, {}
+    listener = Listener()
+    try:
+        for n, p in prefixes.items():
+            pids[n] = spawn([*p, *app], what=n)
+        hpid, _hport, hnote = start_vigil_health(vigil, app, listener, "vigil-health-idle.log")
+        out["vigil+health"] = {"note": hnote}
+        if hpid is not None:
+            pids["vigil+health"] = hpid
+        time.sleep(1.0)
+        for n, pid in pids.items():
+            st = wait(pid, 0)
+            if st is not None:
+                out[n] = {"error": f"exited early, status {os.waitstatus_to_exitcode(st)}"}
+        live = {n: pid for n, pid in pids.items() if pid in LIVE}
+        first = {n: proc_status(pid) for n, pid in live.items()}
+        probes_before = listener.accepted
+        time.sleep(seconds)
+        last = {n: proc_status(pid) for n, pid in live.items()}
+        probes = listener.accepted - probes_before
+        for n in live:
+            d = last[n]["ctxt"] - first[n]["ctxt"]
+            out.setdefault(n, {}).update({
+                "rss_kib": first[n]["VmRSS"], "rss_end_kib": last[n]["VmRSS"],
+                "rss_anon_kib": first[n]["RssAnon"], "rss_file_kib": first[n]["RssFile"],
+                "ctxt_delta": d, "wakeups_per_s": d / seconds, "threads": last[n]["threads"],
+                "seconds": seconds})
+        if "vigil+health" in live:
+            out["vigil+health"]["probes_seen"] = probes
+    finally:
+        for pid in pids.values():
+            end(pid)
+        listener.close()
+        sweep()
+    return out
+
+
+def measure_sigterm(prefixes, runs):
+    """SIGTERM to the init -> the init has exited (waitpid returned), CLOCK_MONOTONIC around
+    os.kill and os.waitpid, when the app (benchapp wait: default SIGTERM action) dies at once."""
+    app = [os.path.join(OUT, "benchapp"), "wait"]
+    samples = {n: [] for n in prefixes}
+    errors = {}
+    order = list(prefixes)
+    for _ in range(runs):
+        random.shuffle(order)
+        for n in order:
+            if n in errors:
+                continue
+            r, w = os.pipe2(os.O_CLOEXEC)
+            pid = spawn([*prefixes[n], *app], stdout=w, what=n)
+            os.close(w)
+            try:
+                app_pid = int(read_line(r, 5.0).split()[1])
+                pidfd = os.pidfd_open(pid)
+                try:
+                    t0 = time.monotonic_ns()
+                    os.kill(pid, signal.SIGTERM)
+                    st = wait(pid, 5.0, pidfd)
+                    t1 = time.monotonic_ns()
+                finally:
+                    os.close(pidfd)
+                if st is None:
+                    errors[n] = "did not exit within 5 s of SIGTERM"
+                else:
+                    samples[n].append(t1 - t0)
+                # The app must be gone too; kill it by pid only if it is still ours.
+                if app_pid_alive_under_us(app_pid):
+                    os.kill(app_pid, signal.SIGKILL)
+            except (TimeoutError, EOFError, ValueError, IndexError) as e:
+                errors[n] = f"app did not start: {e}"
+            finally:
+                os.close(r)
+                end(pid)
+                sweep()
+    out = {}
+    for n in prefixes:
+        if samples[n]:
+            out[n] = {"median_us": statistics.median(samples[n]) / 1000,
+                      "max_us": max(samples[n]) / 1000, "runs": len(samples[n])}
+        if n in errors:
+            out.setdefault(n, {})["error"] = errors[n]
+    return out
+
+
+def app_pid_alive_under_us(pid):
+    """True if pid is alive and re-parented to us (the subreaper), so it is ours to kill."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    rest = stat[stat.rfind(")") + 2:].split()
+    return int(rest[1]) == os.getpid() and rest[0] != "Z"
+
+
+def measure_forwarding(prefixes, count):
+    """SIGUSR1 to the init -> the app's handler ran, both stamps CLOCK_MONOTONIC: taken here just
+    before kill(2) and in benchapp's handler. All inits run side by side; signals interleave."""
+    app = [os.path.join(OUT, "benchapp"), "sig"]
+    procs, out = {}, {}
+    try:
+        for n, p in prefixes.items():
+            r, w = os.pipe2(os.O_CLOEXEC)
+            pid = spawn([*p, *app], stdout=w, what=n)
+            os.close(w)
+            procs[n] = (pid, r)
+        for n, (pid, r) in list(procs.items()):
+            try:
+                read_line(r, 5.0)
+            except (TimeoutError, EOFError) as e:
+                out[n] = {"error": f"app did not start: {e}"}
+        live = [n for n in procs if n not in out]
+        samples = {n: [] for n in live}
+        for i in range(count + 5):  # 5 warm-up signals each, discarded
+            random.shuffle(live)
+            for n in list(live):
+                pid, r = procs[n]
+                t0 = time.monotonic_ns()
+                os.kill(pid, signal.SIGUSR1)
+                try:
+                    t1 = int.from_bytes(read_exact(r, 8, 2.0), sys.byteorder, signed=True)
+                except (TimeoutError, EOFError) as e:
+                    out[n] = {"error": f"signal {i} not delivered: {e}"}
+                    live.remove(n)
+                    continue
+                if i >= 5:
+                    samples[n].append(t1 - t0)
+        for n, s in samples.items():
+            if n not in out and s:
+                out[n] = {"median_us": statistics.median(s) / 1000, "max_us": max(s) / 1000,
+                          "p90_us": sorted(s)[int(len(s) * 0.9) - 1] / 1000, "signals": len(s)}
+    finally:
+        for pid, r in procs.values():
+            end(pid)
+            os.close(r)
+        sweep()
+    return out
+
+
+def measure_orphans(pid1_prefixes, counts, reps):
+    """Each init as PID 1 of a fresh pid namespace (unshare); benchapp makes N orphans that are
+    zombies when re-parented, and reports how long until the init reaped them all, and how many
+    were left (and in state Z) after 20 s."""
+    app = [os.path.join(OUT, "benchapp"), "orphans"]
+    out = {n: {} for n in pid1_prefixes}
+    for count in counts:
+        runs = {n: [] for n in pid1_prefixes}
+        order = list(pid1_prefixes)
+        for _ in range(reps):
+            random.shuffle(order)
+            for n in order:
+                r, w = os.pipe2(os.O_CLOEXEC)
+                pid = spawn([*PID1, *pid1_prefixes[n], *app, str(count)], stdout=w,
+                            what=f"unshare {n}")
+                os.close(w)
+                try:
+                    line = read_line(r, 60.0)
+                    kv = dict(x.split("=") for x in line.split()[1:])
+                    runs[n].append({k: int(v) for k, v in kv.items()})
+                except (TimeoutError, EOFError, ValueError) as e:
+                    runs[n].append({"error": str(e)})
+                finally:
+                    os.close(r)
+                    # SIGKILL to unshare takes the namespace's PID 1 (--kill-child) and so the
+                    # whole namespace with it; normally everything has exited by now.
+                    if wait(pid, 10.0) is None:
+                        os.kill(pid, signal.SIGKILL)
+                        wait(pid)
+                    sweep()
+        for n, rs in runs.items():
+            good = [x for x in rs if "error" not in x]
+            if not good:
+                out[n][str(count)] = {"error": rs[0].get("error", "no runs")}
+                continue
+            out[n][str(count)] = {
+                "reap_ms": statistics.median(x["reap_ns"] for x in good) / 1e6,
+                "reap_ms_max": max(x["reap_ns"] for x in good) / 1e6,
+                "left": max(x["left"] for x in good),
+                "zombies": max(x["zombies"] for x in good),
+                "made": min(x["made"] for x in good), "runs": len(good)}
+    return out
+
+
+def parse_wrk_time(s):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", s)
+    if not m:
+        return None
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def measure_healthz(vigil, seconds):
+    """wrk -t1 -c50 --latency on /healthz of vigil (health server + 5 s tcp probe), sampling
+    vigil's VmRSS every 50 ms while it runs."""
+    wrk = shutil.which("wrk")
+    if not wrk:
+        return {"error": "wrk not installed"}
+    listener = Listener()
+    app = [BUSYBOX, "sleep", "1000"]
+    pid = None
+    try:
+        pid, port, note = start_vigil_health(vigil, app, listener, "vigil-health-wrk.log")
+        if pid is None:
+            return {"error": "not supported", "note": note}
+        idle = proc_status(pid)
+        with open("/proc/loadavg") as f:
+            load = " ".join(f.read().split()[:3])
+        samples, stop = [], threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                try:
+                    samples.append(proc_status(pid)["VmRSS"])
+                except OSError:
+                    return
+                stop.wait(0.05)
+
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        cmd = [wrk, "-t1", "-c50", f"-d{seconds}s", "--latency",
+               f"http://127.0.0.1:{port}/healthz"]
+        wpid_r, wpid_w = os.pipe2(os.O_CLOEXEC)
+        wpid = spawn(cmd, stdout=wpid_w, stderr=wpid_w, what="wrk")
+        os.close(wpid_w)
+        text = b""
+        while True:
+            chunk = os.read(wpid_r, 65536)
+            if not chunk:
+                break
+            text += chunk
+        os.close(wpid_r)
+        wst = wait(wpid, seconds + 30)
+        if wst is None:
+            end(wpid)
+        stop.set()
+        t.join()
+        after = proc_status(pid)
+        text = text.decode("utf-8", "replace")
+        res = {"command": " ".join(["wrk", *cmd[1:]]), "raw": text, "note": note,
+               "rss_idle_kib": idle["VmRSS"], "rss_load_median_kib":
+               statistics.median(samples) if samples else None,
+               "rss_load_max_kib": max(samples) if samples else None,
+               "hwm_kib": after["VmHWM"], "threads": after["threads"], "load_before": load,
+               "cpu_ms": (after["run_ns"] - idle["run_ns"]) / 1e6,
+               "runqueue_wait_ms": (after["wait_ns"] - idle["wait_ns"]) / 1e6}
+        m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+        res["rps"] = float(m.group(1)) if m else None
+        m = re.search(r"^\s+99%\s+(\S+)", text, re.M)
+        res["p99_ms"] = parse_wrk_time(m.group(1)) if m else None
+        m = re.search(r"^\s+50%\s+(\S+)", text, re.M)
+        res["p50_ms"] = parse_wrk_time(m.group(1)) if m else None
+        m = re.search(r"(\d+) requests in", text)
+        res["requests"] = int(m.group(1)) if m else None
+        m = re.search(r"Socket errors: (.*)", text)
+        res["socket_errors"] = m.group(1).strip() if m else "none"
+        m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+        res["non_2xx"] = int(m.group(1)) if m else 0
+        if res["rps"] is None:
+            res["error"] = "wrk gave no result"
+        return res
+    finally:
+        if pid is not None:
+            end(pid)
+        listener.close()
+        sweep()
+
+
+def size_breakdown(path):
+    """Sections of the stripped-equivalent binary and code/data by crate from an unstripped build
+    of the same release profile (symbols only; the layout is otherwise identical)."""
+    out = {"binary": path}
+    sec = subprocess.run(["size", "-A", "-d", path], capture_output=True, text=True, check=True)
+    sections = {}
+    for line in sec.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit():
+            sections[parts[0]] = int(parts[1])
+    out["sections"] = sections
+    nm = subprocess.run(["nm", "-S", "--size-sort", "-C", "--defined-only", path],
+                        capture_output=True, text=True, check=True)
+    crates, symbols = {}, []
+    for line in nm.stdout.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) < 4:
+            continue
+        size, kind, name = int(parts[1], 16), parts[2], parts[3]
+        if kind in "bB":  # .bss takes no file space
+            continue
+        crates[crate_of(name)] = crates.get(crate_of(name), 0) + size
+        symbols.append((size, name))
+    out["crates"] = dict(sorted(crates.items(), key=lambda kv: -kv[1]))
+    out["backtrace_bytes"] = sum(sz for sz, nm_ in symbols if is_backtrace(nm_))
+    out["symbol_bytes"] = sum(sz for sz, _ in symbols)
+    out["top_symbols"] = sorted(symbols, reverse=True)[:15]
+    return out
+
+
+BACKTRACE_CRATES = ("gimli", "addr2line", "rustc_demangle", "miniz_oxide", "object", "libunwind")
+
+
+def is_backtrace(name):
+    """std's backtrace printer and unwinder: what a panic message with RUST_BACKTRACE pulls in.
+    (__rust_begin_short_backtrace is a thread's entry with its body inlined: not counted.)"""
+    if "__rust_begin_short_backtrace" in name:
+        return False
+    return (crate_of(name) in BACKTRACE_CRATES or "backtrace" in name
+            or name.startswith(("_Unwind", "__unw_", "unw_")))
+
+
+def crate_of(name):
+    n = name.lstrip("<&*")
+    # C++ (libunwind): a return type comes before the qualified name.
+    m = re.match(r"^(?:[A-Za-z_][\w]* )+(?=[A-Za-z_][\w]*::)", n)
+    if m:
+        n = n[m.end():]
+    for prefix in ("dyn ", "mut ", "const "):
+        if n.startswith(prefix):
+            n = n[len(prefix):].lstrip("<&*")
+    if "::" not in n:
+        if n.startswith(("_ZN", "_R")):
+            return "rust (undemangled)"
+        return "C: musl libc / compiler-builtins"
+    head = n.split("::", 1)[0]
+    if head.startswith("_"):
+        return "rust (undemangled)"
+    return head
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    return {"nproc": len(os.sched_getaffinity(0)), "model": model, "kernel": os.uname().release,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "load_start": load}
+
+
+def versions(vigil):
+    def run(cmd):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=5)
+            return (p.stdout + p.stderr).strip().splitlines()[0] if (p.stdout + p.stderr).strip() else "?"
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+    out = {"vigil": run([vigil, "--version"])}
+    for pkg, names in (("tini", ["tini", "tini-static"]), ("dumb-init", ["dumb-init"]),
+                       ("catatonit", ["catatonit"])):
+        v = run(["dpkg-query", "-W", "-f", "${Version}", pkg])
+        for n in names:
+            out[n] = f"{v}"
+    out["busybox"] = run([BUSYBOX]).split(" multi-call")[0]
+    commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "Cargo.toml",
+                            "Cargo.lock"], capture_output=True, text=True).stdout.strip()
+    out["commit"] = commit + (" + uncommitted changes in src/" if dirty else "")
+    return out
+
+
+def fmt_int(v):
+    return f"{v:,}"
+
+
+def fmt_us(v):
+    return f"{v:,.1f} µs" if abs(v) < 10000 else f"{v / 1000:,.2f} ms"
+
+
+def cell(d, key, fmt, fallback="n/a"):
+    if d is None:
+        return fallback
+    if key in d and d[key] is not None:
+        return fmt(d[key])
+    return f"n/a ({d['error']})" if "error" in d else fallback
+
+
+def build_table(R):
+    """Rows of (label, {init: text})."""
+    rows = []
+    q = R["params"]
+
+    rows.append(("stripped binary size, bytes",
+                 {n: f"{fmt_int(R['size'][n]['bytes'])} ({R['size'][n]['linkage']})" for n in NAMES}))
+    rows.append((f"start-up overhead, `busybox true`, as subreaper (median of {q['startup_runs']})",
+                 {n: cell(R["startup"].get(n), "overhead_us", fmt_us) for n in NAMES}))
+    rows.append((f"start-up overhead as PID 1 under unshare, informational (median of "
+                 f"{q['startup_pid1_runs']})",
+                 {n: cell(R["startup_pid1"].get(n), "overhead_us", fmt_us) for n in NAMES}))
+    rows.append(("idle RSS, app `busybox sleep`, KiB",
+                 {n: cell(R["idle"].get(n), "rss_kib", fmt_int) for n in NAMES}))
+    rows.append(("… of which anonymous / file-backed, KiB",
+                 {n: (f"{R['idle'][n]['rss_anon_kib']:,} / {R['idle'][n]['rss_file_kib']:,}"
+                      if R["idle"].get(n, {}).get("rss_anon_kib") is not None else "n/a")
+                  for n in NAMES}))
+    h = R["idle"].get("vigil+health", {})
+    hs = cell(h, "rss_kib", fmt_int) if "rss_kib" in h else "n/a (not supported)"
+    rows.append(("idle RSS with health + tcp probe every 5 s, KiB",
+                 {n: (hs if n == "vigil" else "—") for n in NAMES}))
+    rows.append((f"idle wake-ups/s over {q['idle_s']} s (ctxt switches, all threads)",
+                 {n: cell(R["idle"].get(n), "wakeups_per_s", lambda v: f"{v:.2f}") for n in NAMES}))
+    hw = (cell(h, "wakeups_per_s", lambda v: f"{v:.2f}") if "wakeups_per_s" in h
+          else "n/a (not supported)")
+    rows.append((f"idle wake-ups/s with health + 5 s tcp probe",
+                 {n: (hw if n == "vigil" else "—") for n in NAMES}))
+    rows.append((f"SIGTERM → init exited, app dies at once (median of {q['term_runs']})",
+                 {n: cell(R["sigterm"].get(n), "median_us", fmt_us) for n in NAMES}))
+    rows.append((f"signal forwarding, kill → app handler, median of {q['fwd_signals']}",
+                 {n: cell(R["forward"].get(n), "median_us", fmt_us) for n in NAMES}))
+    rows.append((f"signal forwarding, max of {q['fwd_signals']}",
+                 {n: cell(R["forward"].get(n), "max_us", fmt_us) for n in NAMES}))
+    for c in q["orphan_counts"]:
+        def orph(d, c=c):
+            x = (d or {}).get(str(c))
+            if not x:
+                return "n/a"
+            if "error" in x:
+                return f"n/a ({x['error']})"
+            return f"{x['reap_ms']:.1f} ms, {x['zombies']} zombies" + (
+                f", {x['left']} left" if x["left"] != x["zombies"] else "")
+        rows.append((f"{c:,} orphans (as PID 1): time to reap all, zombies left (median of "
+                     f"{q['orphan_reps']})", {n: orph(R["orphans"].get(n)) for n in NAMES}))
+    w = R["healthz"]
+    na = "n/a (not supported)"
+    ok = "error" not in w
+
+    def only_vigil(text):
+        return {n: (text if n == "vigil" else "—") for n in NAMES}
+
+    rows.append((f"/healthz, wrk -t1 -c50 -d{q['wrk_s']}s: requests/s",
+                 only_vigil(f"{w['rps']:,.0f}" if ok else na)))
+    rows.append(("/healthz p99 latency",
+                 only_vigil(f"{w['p99_ms']:.3f} ms" if ok and w.get("p99_ms") is not None else na)))
+    rows.append(("vigil RSS under /healthz load (peak VmHWM), KiB",
+                 only_vigil(fmt_int(w["hwm_kib"]) if ok else na)))
+    return rows
+
+
+def targets(R):
+    """(target, vigil value, reference, ratio text, PASS/MISS/n/a)."""
+    out = []
+
+    def add(name, value, ref, ratio, ok):
+        out.append((name, value, ref, ratio, "n/a" if ok is None else ("PASS" if ok else "MISS")))
+
+    vs = R["size"]["vigil"]["bytes"]
+    ts = R["size"]["tini-static"]["bytes"]
+    add("binary size ≤ 0.7× tini-static", f"{vs:,} B", f"tini-static {ts:,} B (limit {int(ts * 0.7):,} B)",
+        f"{vs / ts:.2f}× tini-static", vs <= 0.7 * ts)
+
+    def best(metric, key):
+        vals = [(R[metric][n][key], n) for n in PEERS if key in R[metric].get(n, {})]
+        return min(vals) if vals else (None, None)
+
+    v = R["idle"].get("vigil", {}).get("rss_kib")
+    b, bn = best("idle", "rss_kib")
+    add("idle RSS without health ≤ smallest peer's", f"{v:,} KiB" if v else "n/a",
+        f"{bn} {b:,} KiB" if b else "n/a", f"{v / b:.2f}×" if v and b else "n/a",
+        (v <= b) if v and b else None)
+
+    for metric, key, label in (("startup", "overhead_us", "start-up overhead"),
+                               ("forward", "median_us", "forwarding latency, median")):
+        v = R[metric].get("vigil", {}).get(key)
+        b, bn = best(metric, key)
+        ratio = f"{v / b:.2f}×" if v is not None and b and b > 0 else "n/a"
+        add(f"{label} ≤ best peer's", fmt_us(v) if v is not None else "n/a",
+            f"{bn} {fmt_us(b)}" if b is not None else "n/a", ratio,
+            (v <= b) if v is not None and b is not None else None)
+
+    d = R["idle"].get("vigil", {})
+    add("zero idle wake-ups without a probe",
+        f"{d['ctxt_delta']} in {d['seconds']} s" if "ctxt_delta" in d else "n/a", "0", "—",
+        d["ctxt_delta"] == 0 if "ctxt_delta" in d else None)
+
+    t = R["sigterm"].get("vigil", {}).get("median_us")
+    add("SIGTERM → exit < 1 ms, app exits at once", fmt_us(t) if t is not None else "n/a",
+        "1 ms", f"{t / 1000:.2f}× the limit" if t is not None else "n/a",
+        t < 1000 if t is not None else None)
+
+    zs = [(c, x) for c, x in R["orphans"].get("vigil", {}).items()]
+    okz = all("error" not in x and x["left"] == 0 for _, x in zs) if zs else None
+    add("no zombies left at any orphan count",
+        ", ".join(f"{int(c):,}: {x.get('left', '?')} left" for c, x in zs) or "n/a", "0", "—", okz)
+
+    w = R["healthz"]
+    h = R["idle"].get("vigil+health", {})
+    if "error" in w:
+        for name in ("/healthz p99 < 2 ms", "RSS under /healthz load < 2 MB"):
+            add(name, "n/a (not supported)", "", "", None)
+    else:
+        p = w.get("p99_ms")
+        add("/healthz p99 < 2 ms", f"{p:.3f} ms" if p is not None else "n/a", "2 ms",
+            f"{p / 2:.2f}× the limit" if p is not None else "n/a",
+            (p < 2) if p is not None else None)
+        add("RSS under /healthz load < 2 MB", f"{w['hwm_kib']:,} KiB (peak)", "2,048 KiB",
+            f"{w['hwm_kib'] / 2048:.2f}× the limit", w["hwm_kib"] < 2048)
+    if "wakeups_per_s" in h:
+        add("idle with a 5 s tcp probe < 1 wake-up/s", f"{h['wakeups_per_s']:.2f}/s", "1/s",
+            f"{h['wakeups_per_s']:.2f}×", h["wakeups_per_s"] < 1)
+    else:
+        add("idle with a 5 s tcp probe < 1 wake-up/s", "n/a (not supported)", "", "", None)
+    return out
+
+
+def text_table(rows):
+    headers = ["", *NAMES]
+    body = [[label.replace("`", ""), *[vals[n] for n in NAMES]] for label, vals in rows]
+    widths = [max(len(r[i]) for r in [headers, *body]) for i in range(len(headers))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in body:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    return "\n".join(lines)
+
+
+def markdown(R, rows, tg, chart_rel):
+    m = R["machine"]
+    v = R["versions"]
+    q = R["params"]
+    L = []
+    L.append("# Benchmarks: vigil beside tini, dumb-init and catatonit\n")
+    L.append(f"Written by `bench/run`; every figure below comes from one run of `{R['command']}` "
+             f"on {m['date']}. Regenerate it with the same command; do not edit by hand.\n")
+    L.append(f"![vigil and its peers, lower is better]({chart_rel})\n")
+    L.append("## Results\n")
+    L.append("| | " + " | ".join(NAMES) + " |")
+    L.append("|---|" + "---|" * len(NAMES))
+    for label, vals in rows:
+        L.append(f"| {label} | " + " | ".join(vals[n] for n in NAMES) + " |")
+    L.append("")
+    L.append("## Targets (ratios to the best peer in this same run)\n")
+    L.append("| target | vigil | reference | ratio | result |")
+    L.append("|---|---|---|---|---|")
+    for t in tg:
+        L.append("| " + " | ".join(t) + " |")
+    L.append("")
+    passed = sum(1 for t in tg if t[4] == "PASS")
+    missed = [t[0] for t in tg if t[4] == "MISS"]
+    na = [t[0] for t in tg if t[4] == "n/a"]
+    L.append(f"{passed} of {len(tg)} targets pass." + (f" Missed: {'; '.join(missed)}." if missed else "")
+             + (f" Not measurable in this build: {'; '.join(na)}." if na else ""))
+    L.append("")
+    if R.get("breakdown"):
+        B = R["breakdown"]
+        L.append("## Where vigil's bytes go\n")
+        L.append("From an unstripped build of the same release profile (`CARGO_PROFILE_RELEASE_STRIP=false`, "
+                 "own target dir under bench/out; the code is identical, only the symbol table is kept). "
+                 "Sections (bytes):\n")
+        L.append("| section | bytes |")
+        L.append("|---|---|")
+        for s in (".text", ".rodata", ".eh_frame", ".eh_frame_hdr", ".gcc_except_table", ".rela.dyn",
+                  ".data.rel.ro", ".data", ".got"):
+            if s in B["sections"]:
+                L.append(f"| {s} | {B['sections'][s]:,} |")
+        L.append("")
+        L.append(f"Of {B['symbol_bytes']:,} bytes with a symbol, {B['backtrace_bytes']:,} are std's "
+                 "backtrace symbolizer and unwinder (gimli, addr2line, rustc_demangle, miniz_oxide, "
+                 "libunwind, std::backtrace_rs), linked by std's default panic hook even with "
+                 "`panic = \"abort\"`. By crate (after LTO, inlined code counts toward the function "
+                 "it was inlined into):\n")
+        L.append("| crate | bytes |")
+        L.append("|---|---|")
+        for c, b in list(B["crates"].items())[:12]:
+            L.append(f"| {c} | {b:,} |")
+        L.append("")
+        L.append("Largest symbols:\n")
+        L.append("| bytes | symbol |")
+        L.append("|---|---|")
+        for size, name in B["top_symbols"][:12]:
+            short = (name if len(name) < 110 else name[:107] + "...").replace("|", "\\|")
+            L.append(f"| {size:,} | `{short}` |")
+        L.append("")
+        L.append("`bench/size-variants` rebuilds the same source with settings Cargo.toml does not use "
+                 "(opt-level z, non-PIE, nightly `-Z build-std`, `-C panic=immediate-abort`), each in "
+                 "its own target dir, and prints each size as a ratio to tini-static: it shows what "
+                 "bounds the size target.\n")
+    L.append("## Machine\n")
+    L.append(f"- CPU: {m['model']}, nproc {m['nproc']}")
+    L.append(f"- kernel {m['kernel']}; load average at start {m['load_start']}, at end {m['load_end']} "
+             "(the machine is shared: compare ratios within this run, not absolute figures across runs)")
+    L.append(f"- date {m['date']}")
+    L.append(f"- vigil: `{v['vigil']}` at commit {v['commit']}, built with "
+             + os.environ.get("VIGIL_BUILD", "`cargo build --release --target x86_64-unknown-linux-musl`"))
+    L.append(f"- peers, Debian packages: tini {v['tini']} (/usr/bin/tini and /usr/bin/tini-static), "
+             f"dumb-init {v['dumb-init']}, catatonit {v['catatonit']}")
+    L.append(f"- app for start-up and idle rows: `{BUSYBOX}` ({v['busybox']}, static)")
+    L.append(f"- command: `{R['command']}` (harness wall time {R['elapsed_s']:.0f} s)")
+    if R.get("load_warning"):
+        L.append(f"- **{R['load_warning']}**")
+    L.append("")
+    L.append("## How each row is measured\n")
+    L.append(
+        "- **Inits as run.** Except for the PID 1 rows, every init runs directly under the harness "
+        "(not as PID 1), as a child subreaper: vigil and catatonit make themselves subreapers, tini "
+        "gets `-s`, dumb-init takes no flag (it never becomes a subreaper, which does not matter "
+        "for those rows). Every init's stderr goes to /dev/null, vigil's JSON log lines included "
+        "(it logs at its default level, `info`, so each forwarded signal and each drain step "
+        "writes a line).")
+    L.append(
+        f"- **Start-up overhead**: wall time of `posix_spawn` + `waitpid` of `busybox true` under the "
+        f"init minus the same run directly, each the median of {q['startup_runs']} runs; the six "
+        f"variants run interleaved in a fresh random order every round (after 5 discarded warm-up "
+        f"rounds) so machine noise hits them alike. The PID 1 row repeats this with "
+        f"`unshare --pid --fork --mount-proc --kill-child` in front of both the direct run and each "
+        f"init ({q['startup_pid1_runs']} runs); unshare's own cost is in both and cancels out, but "
+        f"creating and tearing down the pid and mount namespaces takes milliseconds and varies by "
+        f"about as much as the differences between inits, so that row is informational and the "
+        f"start-up target is judged on the subreaper row.")
+    L.append(
+        f"- **Idle RSS and wake-ups**: all inits started side by side with `busybox sleep 1000`, "
+        f"settled 1 s, then VmRSS from /proc/PID/status and voluntary + nonvoluntary context "
+        f"switches summed over /proc/PID/task/*/status, sampled again after {q['idle_s']} s. "
+        f"VmRSS counts shared library pages of the dynamic inits (tini, dumb-init). vigil with "
+        f"health runs `--health-listen 127.0.0.1:PORT --probe-tcp 127.0.0.1:PORT2 --probe-interval 5`; "
+        f"PORT2 is a listener thread in the harness that accepts and closes.")
+    L.append(
+        f"- **SIGTERM → exit**: app `benchapp wait` (default SIGTERM action, so it dies at once); "
+        f"once it has printed its ready line, the harness takes CLOCK_MONOTONIC, sends SIGTERM to "
+        f"the init and takes it again when waitpid on the init returns; median of {q['term_runs']} "
+        f"per init, interleaved. tini without -g forwards to the child only, which is all there is.")
+    L.append(
+        f"- **Signal forwarding**: app `benchapp sig` records CLOCK_MONOTONIC in its SIGUSR1 handler "
+        f"and writes it to a pipe; the harness takes CLOCK_MONOTONIC just before kill(2) on the init. "
+        f"{q['fwd_signals']} signals per init after 5 warm-ups, one at a time, interleaved across "
+        f"the five inits running side by side. vigil forwards to the app's process group, dumb-init "
+        f"to the child's session group, tini and catatonit to the child. The Python side adds the "
+        f"same few µs to every init.")
+    L.append(
+        f"- **Orphans**: every init as PID 1 of a fresh pid namespace "
+        f"(`unshare --pid --fork --mount-proc --kill-child INIT benchapp orphans N`; tini without -s, "
+        f"as PID 1 needs none). benchapp forks a middle process that forks N children which exit at "
+        f"once; the middle waits (WNOWAIT) until all N are zombies and exits, so the init inherits "
+        f"N zombies in one go with coalesced SIGCHLDs. benchapp then polls kill(pid, 0) until every "
+        f"one is gone (reaped by the init) and reports the time from the middle's exit and how many "
+        f"were left, and in state Z, after 20 s. Median of {q['orphan_reps']} runs per count.")
+    L.append(
+        f"- **/healthz**: vigil with health and a 5 s tcp probe, app `busybox sleep 1000`, then "
+        f"`wrk -t1 -c50 -d{q['wrk_s']}s --latency http://127.0.0.1:PORT/healthz` over loopback; "
+        f"vigil's VmRSS sampled every 50 ms during the run and VmHWM (peak) read at the end. A vigil "
+        f"that does not answer /healthz within 3 s of starting gets \"n/a (not supported)\".")
+    L.append("")
+    w = R["healthz"]
+    if "raw" in w:
+        L.append(f"During the wrk run vigil's threads were on a CPU for {w['cpu_ms']:,.0f} ms and "
+                 f"runnable but waiting for a CPU for {w['runqueue_wait_ms']:,.0f} ms "
+                 f"(/proc/PID/task/*/schedstat); load average just before: {w['load_before']}. "
+                 f"Socket errors: {w['socket_errors']}; non-2xx answers: {w['non_2xx']}.\n")
+        L.append("wrk's own output:\n")
+        L.append("```")
+        L.append(w["raw"].rstrip())
+        L.append("```")
+        L.append("")
+    elif "note" in w:
+        L.append(f"/healthz: n/a (not supported): {w['note']}.\n")
+    return "\n".join(L) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--vigil", help="the vigil binary to measure (required unless --report-only)")
+    ap.add_argument("--quick", action="store_true", help="fewer iterations, shorter windows")
+    ap.add_argument("--breakdown", help="unstripped vigil for the size breakdown")
+    ap.add_argument("--command", default="bench/run")
+    ap.add_argument("--markdown", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--chart", default=os.path.join(HERE, "chart.png"))
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure nothing: rewrite the report and chart from bench/out/results.json")
+    a = ap.parse_args()
+    if a.report_only:
+        with open(os.path.join(OUT, "results.json")) as f:
+            R = json.load(f)
+        write_report(R, a)
+        return
+    if not a.vigil:
+        ap.error("--vigil is required")
+
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    # A background job of a non-interactive shell starts with SIGINT ignored; take it anyway.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    os.makedirs(OUT, exist_ok=True)
+    vigil = os.path.abspath(a.vigil)
+    I = inits(vigil)
+    sub = {n: I[n][1] for n in NAMES}
+    pid1 = {n: I[n][2] for n in NAMES}
+    q = {"startup_runs": 60 if a.quick else 300, "startup_pid1_runs": 20 if a.quick else 100,
+         "idle_s": 5 if a.quick else 10, "term_runs": 15 if a.quick else 50,
+         "fwd_signals": 200, "orphan_counts": [2000, 10000], "orphan_reps": 1 if a.quick else 3,
+         "wrk_s": 5 if a.quick else 10}
+    R = {"params": q, "command": a.command}
+    t_start = time.monotonic()
+    try:
+        R["machine"] = machine()
+        load1 = float(R["machine"]["load_start"].split()[0])
+        if load1 > R["machine"]["nproc"]:
+            R["load_warning"] = (f"load average {load1:.1f} on {R['machine']['nproc']} CPUs when "
+                                 "the run started: other work competed for the CPUs, so latency "
+                                 "tails and absolute times are inflated")
+            log("warning: " + R["load_warning"])
+        R["versions"] = versions(vigil)
+        R["size"] = measure_sizes({n: I[n][0] for n in NAMES})
+        log("start-up overhead (subreaper)")
+        R["startup"] = measure_startup(sub, q["startup_runs"])
+        log("start-up overhead (PID 1 under unshare)")
+        R["startup_pid1"] = measure_startup(pid1, q["startup_pid1_runs"], base_prefix=PID1)
+        log(f"idle RSS and wake-ups over {q['idle_s']} s")
+        R["idle"] = measure_idle(sub, vigil, q["idle_s"])
+        log("SIGTERM to exit")
+        R["sigterm"] = measure_sigterm(sub, q["term_runs"])
+        log("signal forwarding latency")
+        R["forward"] = measure_forwarding(sub, q["fwd_signals"])
+        log("orphans")
+        R["orphans"] = measure_orphans(pid1, q["orphan_counts"], q["orphan_reps"])
+        log("/healthz under wrk")
+        R["healthz"] = measure_healthz(vigil, q["wrk_s"])
+        if a.breakdown:
+            R["breakdown"] = size_breakdown(a.breakdown)
+    finally:
+        end_everything()
+    with open("/proc/loadavg") as f:
+        R["machine"]["load_end"] = " ".join(f.read().split()[:3])
+    R["elapsed_s"] = time.monotonic() - t_start
+
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(R, f, indent=1, default=str)
+    write_report(R, a)
+
+
+def write_report(R, a):
+    rows = build_table(R)
+    tg = targets(R)
+    print()
+    print(text_table(rows))
+    print()
+    for t in tg:
+        print(f"{t[4]:5} {t[0]}: {t[1]}" + (f" (reference {t[2]}; {t[3]})" if t[2] else ""))
+    chart_note = ""
+    try:
+        sys.path.insert(0, HERE)
+        import chart
+        chart.render(R, tg, a.chart)
+        chart_rel = os.path.relpath(a.chart, os.path.dirname(os.path.abspath(a.markdown)))
+    except Exception as e:  # the table matters more than the picture
+        chart_rel = os.path.relpath(a.chart, os.path.dirname(os.path.abspath(a.markdown)))
+        chart_note = f"chart not written: {e!r}"
+        log(chart_note)
+    with open(a.markdown, "w") as f:
+        f.write(markdown(R, rows, tg, chart_rel))
+    print()
+    print(f"wrote {os.path.relpath(a.markdown, ROOT)} and {os.path.relpath(a.chart, ROOT)}"
+          + (f" ({chart_note})" if chart_note else "") + f" in {R['elapsed_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        end_everything()
+        sys.exit(130)
