@@ -905,3 +905,74 @@ fn orphans_leave_no_zombies() {
     c.kill("TERM");
     assert_eq!(c.wait_exit(Duration::from_secs(5)).0, 143);
 }
+
+// ---- vigil drill in a container ----
+
+/// The drill's report: the last stdout line, as JSON.
+fn drill_report(c: &Container) -> Value {
+    let lines = locked(&c.stdout).clone();
+    let last = lines.last().expect("the drill printed a report");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("report {last:?} is not JSON: {e}"))
+}
+
+/// `vigil drill` as the platform team would run it against an image: the container's entrypoint
+/// is `/vigil drill`, the app traps TERM, runs as nobody and exits at once: `pass`, exit 0.
+#[test]
+fn drill_passes_a_clean_app() {
+    let host = host_or_skip!("runc::drill_passes_a_clean_app");
+    let script = "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.1; done";
+    let mut args = vec![
+        "/vigil", "drill", "--user", "nobody", "--after", "0.3", "--",
+    ];
+    args.extend(["sh", "-c", script]);
+    let mut c = Container::start(host, Spec::new(&args));
+    let (status, _) = c.wait_exit(Duration::from_secs(15));
+    let report = drill_report(&c);
+    println!("SAMPLE runc drill pass: {report}");
+    assert_eq!(status, 0, "{report}");
+    assert_eq!(report["verdict"], "pass", "{report}");
+    assert_eq!(report["app_uid"], 65534);
+    assert_eq!(report["leftover"], 0);
+    assert_eq!(report["forced_kill"], false);
+    assert!(c.stdout_has("bye"), "the app's own output comes through");
+    assert!(
+        report["drain_s"].as_f64().expect("drain_s") < 5.0,
+        "{report}"
+    );
+}
+
+/// An app that ignores TERM, run as root: `fail` with both reasons, exit 1, and the container is
+/// still gone by the drain timeout + 0.5 s after the drill's signal.
+#[test]
+fn drill_fails_a_term_ignorer_run_as_root() {
+    let host = host_or_skip!("runc::drill_fails_a_term_ignorer_run_as_root");
+    let script = "trap '' TERM; echo ready; while :; do sleep 0.1; done";
+    let args = [
+        "/vigil",
+        "drill",
+        "--after",
+        "0.3",
+        "--drain-timeout",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ];
+    let mut c = Container::start(host, Spec::new(&args));
+    let (status, _) = c.wait_exit(Duration::from_secs(15));
+    let report = drill_report(&c);
+    println!("SAMPLE runc drill fail: {report}");
+    assert_eq!(status, 1, "{report}");
+    assert_eq!(report["verdict"], "fail");
+    assert_eq!(report["forced_kill"], true);
+    assert_eq!(report["exit_status"], 137);
+    assert_eq!(report["leftover"], 0);
+    let reasons = report["reasons"].to_string();
+    assert!(
+        reasons.contains("root") && reasons.contains("SIGTERM"),
+        "{report}"
+    );
+    let drain_s = report["drain_s"].as_f64().expect("drain_s");
+    assert!((1.0..=1.5).contains(&drain_s), "{report}");
+}
