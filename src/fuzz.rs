@@ -7,10 +7,14 @@
 //! something. Two targets go over the wire: a real health server thread gets fuzzed request
 //! streams, and the http probe's reader gets fuzzed answers from a local server.
 //!
-//! Each target runs for `VIGIL_FUZZ_SECS` seconds (default 1, so `cargo test` stays fast; CI
-//! and RELIABILITY.md use 600) and prints its iteration count. The sequence is deterministic for
-//! a seed (`VIGIL_FUZZ_SEED`, default fixed per target); a failure names the iteration and the
-//! input, which then becomes a named regression test at the end of this file.
+//! Each target runs for `VIGIL_FUZZ_SECS` seconds (default 1, so `cargo test` stays fast; the
+//! figures in RELIABILITY.md are from 600) and prints its iteration count with `--nocapture`:
+//!
+//!     VIGIL_FUZZ_SECS=600 cargo test --release --bin vigil fuzz:: -- --test-threads 2 --nocapture
+//!
+//! The sequence is deterministic for a seed (`VIGIL_FUZZ_SEED`, default fixed per target); a
+//! failure names the iteration and the input, which then becomes a named regression test at the
+//! end of this file. Coverage-guided fuzzing of the same parsers with libFuzzer is in `fuzz/`.
 
 use crate::cli::parse_seconds;
 use crate::health;
@@ -90,7 +94,7 @@ fn seed(name: &str) -> u64 {
             Some(hex) => u64::from_str_radix(hex, 16).ok(),
             None => s.trim().parse().ok(),
         })
-        .unwrap_or(0x5eed_0f_u64 << 20);
+        .unwrap_or(0x005e_ed0f_u64 << 20);
     // FNV-1a of the name.
     name.bytes().fold(base ^ 0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
@@ -99,11 +103,7 @@ fn seed(name: &str) -> u64 {
 
 /// Runs `check` on inputs from `gen` until the budget is spent (and at least `MIN_ITERATIONS`
 /// times), failing with the iteration and the input on the first panic. Returns the count.
-fn fuzz<T: Debug>(
-    name: &str,
-    mut generate: impl FnMut(&mut Rng) -> T,
-    check: impl Fn(&T),
-) -> u64 {
+fn fuzz<T: Debug>(name: &str, mut generate: impl FnMut(&mut Rng) -> T, check: impl Fn(&T)) -> u64 {
     const MIN_ITERATIONS: u64 = 500;
     let seed = seed(name);
     let mut rng = Rng(seed);
@@ -116,7 +116,7 @@ fn fuzz<T: Debug>(
             panic!("fuzz {name}: seed {seed:#x}, iteration {n}: failed on input {input:?}");
         }
         n += 1;
-        if n >= MIN_ITERATIONS && n % 64 == 0 && start.elapsed() >= budget {
+        if n >= MIN_ITERATIONS && n.is_multiple_of(64) && start.elapsed() >= budget {
             break;
         }
     }
@@ -129,7 +129,8 @@ fn fuzz<T: Debug>(
 }
 
 /// Bytes that often matter to text parsers.
-const INTERESTING: &[u8] = b"\0\x01\t\n\r \"#%'()+,-./0123456789:;=?@[\\]_`{}~\x7f\x80\xc3\xe2\xf0\xff";
+const INTERESTING: &[u8] =
+    b"\0\x01\t\n\r \"#%'()+,-./0123456789:;=?@[\\]_`{}~\x7f\x80\xc3\xe2\xf0\xff";
 
 /// Multi-byte characters: slicing a `str` through one of them panics.
 const WIDE: &[&str] = &[
@@ -209,7 +210,12 @@ fn mutate(rng: &mut Rng, seed: &[u8], dict: &[&str], others: &[&str]) -> Vec<u8>
                 let to = (from + 1 + rng.below(8)).min(v.len());
                 let chunk = v[from..to].to_vec();
                 let times = 1 + rng.below(16 * 1024 / chunk.len().max(1));
-                let big: Vec<u8> = chunk.iter().copied().cycle().take(chunk.len() * times).collect();
+                let big: Vec<u8> = chunk
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(chunk.len() * times)
+                    .collect();
                 v.splice(at..at, big);
             }
             _ => {
@@ -253,8 +259,22 @@ fn word(rng: &mut Rng, alphabet: &str, max: usize) -> String {
 /// A number as text: ordinary, boundary, or not quite a number.
 fn number(rng: &mut Rng) -> String {
     match rng.below(10) {
-        0 => rng.pick(&["0", "1", "65534", "65535", "65536", "4294967295", "4294967296"]).to_string(),
-        1 => rng.pick(&["-1", "+1", " 1", "1 ", "0x10", "1e3", "", "00", "\u{661}", "\u{ff11}"]).to_string(),
+        0 => rng
+            .pick(&[
+                "0",
+                "1",
+                "65534",
+                "65535",
+                "65536",
+                "4294967295",
+                "4294967296",
+            ])
+            .to_string(),
+        1 => rng
+            .pick(&[
+                "-1", "+1", " 1", "1 ", "0x10", "1e3", "", "00", "\u{661}", "\u{ff11}",
+            ])
+            .to_string(),
         2 => (rng.next() as u32).to_string(),
         3 => "9".repeat(1 + rng.below(40)),
         _ => rng.below(70_000).to_string(),
@@ -296,7 +316,8 @@ fn passwd_text(rng: &mut Rng) -> String {
             2 => {}
             _ => {
                 let name = if rng.one_in(3) {
-                    rng.pick(&["root", "app", "nobody", "daemon", "1000", "0"]).to_string()
+                    rng.pick(&["root", "app", "nobody", "daemon", "1000", "0"])
+                        .to_string()
                 } else {
                     word(rng, NAME_CHARS, 8)
                 };
@@ -327,14 +348,16 @@ fn group_text(rng: &mut Rng) -> String {
             1 => out.push_str(rng.pick_str(&["+", "-", "+:::"])),
             _ => {
                 let name = if rng.one_in(3) {
-                    rng.pick(&["root", "staff", "app", "nogroup", "50"]).to_string()
+                    rng.pick(&["root", "staff", "app", "nogroup", "50"])
+                        .to_string()
                 } else {
                     word(rng, NAME_CHARS, 8)
                 };
                 let members: Vec<String> = (0..rng.len(3, 40))
                     .map(|_| {
                         if rng.one_in(2) {
-                            rng.pick(&["app", "root", " app ", "", "nobody"]).to_string()
+                            rng.pick(&["app", "root", " app ", "", "nobody"])
+                                .to_string()
                         } else {
                             word(rng, NAME_CHARS, 6)
                         }
@@ -354,7 +377,9 @@ fn group_text(rng: &mut Rng) -> String {
 fn user_spec_text(rng: &mut Rng) -> String {
     let part = |rng: &mut Rng| -> String {
         match rng.below(4) {
-            0 => rng.pick(&["root", "app", "nobody", "staff", "ghost", "daemon"]).to_string(),
+            0 => rng
+                .pick(&["root", "app", "nobody", "staff", "ghost", "daemon"])
+                .to_string(),
             1 => number(rng),
             _ => word(rng, NAME_CHARS, 8),
         }
@@ -373,8 +398,23 @@ const ETC_SEEDS: &[&str] = &[
     "crlf:x:1002:1002::/home/crlf:/bin/sh\r\n+nisuser::::::\nshort:x:5\n",
 ];
 const ETC_DICT: &[&str] = &[
-    ":", "::", "\n", "\r\n", ",", "#", "+", "-", "x", "0", "65534", "4294967295", "4294967296",
-    "root", "app", "/home/app", " ",
+    ":",
+    "::",
+    "\n",
+    "\r\n",
+    ",",
+    "#",
+    "+",
+    "-",
+    "x",
+    "0",
+    "65534",
+    "4294967295",
+    "4294967296",
+    "root",
+    "app",
+    "/home/app",
+    " ",
 ];
 
 /// The facts every parsed passwd entry has, and its round trip through a rendered line.
@@ -388,7 +428,11 @@ fn check_passwd(text: &str) {
         let line = format!("{}:x:{}:{}::{}:/bin/sh\n", e.name, e.uid, e.gid, e.home);
         // A name of blanks only makes a line that reads as blank, and is skipped: fine.
         if !line.trim().starts_with(':') {
-            assert_eq!(privileges::parse_passwd(&line), [e.clone()], "{line:?}");
+            assert_eq!(
+                privileges::parse_passwd(&line),
+                std::slice::from_ref(e),
+                "{line:?}"
+            );
         }
     }
     assert!(entries.len() <= text.split('\n').count());
@@ -404,7 +448,11 @@ fn check_group(text: &str) {
         }
         let line = format!("{}:x:{}:{}\n", g.name, g.gid, g.members.join(","));
         if !line.trim().starts_with(':') {
-            assert_eq!(privileges::parse_group(&line), [g.clone()], "{line:?}");
+            assert_eq!(
+                privileges::parse_group(&line),
+                std::slice::from_ref(g),
+                "{line:?}"
+            );
         }
     }
 }
@@ -433,7 +481,10 @@ fn check_user(spec_text: &str, passwd: Option<&str>, group: Option<&str>) {
         }
         None => {
             let e = users.iter().find(|e| e.name == spec.user);
-            assert!(e.is_some(), "a name resolved without an entry: {spec:?} {c:?}");
+            assert!(
+                e.is_some(),
+                "a name resolved without an entry: {spec:?} {c:?}"
+            );
             e
         }
     };
@@ -470,10 +521,16 @@ fn passwd_group_and_user() {
     fuzz(
         "passwd_group_and_user",
         |rng| EtcInput {
-            spec: structured_or_mutated(rng, user_spec_text, &["app", "app:staff", "1234", "0:0"], ETC_DICT),
+            spec: structured_or_mutated(
+                rng,
+                user_spec_text,
+                &["app", "app:staff", "1234", "0:0"],
+                ETC_DICT,
+            ),
             passwd: (!rng.one_in(10))
                 .then(|| structured_or_mutated(rng, passwd_text, ETC_SEEDS, ETC_DICT)),
-            group: (!rng.one_in(10)).then(|| structured_or_mutated(rng, group_text, ETC_SEEDS, ETC_DICT)),
+            group: (!rng.one_in(10))
+                .then(|| structured_or_mutated(rng, group_text, ETC_SEEDS, ETC_DICT)),
         },
         |i| {
             if let Some(p) = &i.passwd {
@@ -492,11 +549,19 @@ fn passwd_group_and_user() {
 // ---------------------------------------------------------------------------------------------
 // Health: request heads, the routing table, and a real server over TCP
 
-const PATHS: &[&str] = &["/livez", "/readyz", "/healthz", "/", "/livez/", "/LIVEZ", "/x", "*"];
-const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "get", "G(T", ""];
+const PATHS: &[&str] = &[
+    "/livez", "/readyz", "/healthz", "/", "/livez/", "/LIVEZ", "/x", "*",
+];
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "get", "G(T", "",
+];
 
 fn request_head(rng: &mut Rng) -> String {
-    let method = if rng.one_in(6) { word(rng, "GETHADPOS!#$%&'*+-.^_`|~(", 6) } else { rng.pick(METHODS).to_string() };
+    let method = if rng.one_in(6) {
+        word(rng, "GETHADPOS!#$%&'*+-.^_`|~(", 6)
+    } else {
+        rng.pick(METHODS).to_string()
+    };
     let mut target = rng.pick(PATHS).to_string();
     if rng.one_in(4) {
         target.push('?');
@@ -505,13 +570,23 @@ fn request_head(rng: &mut Rng) -> String {
     if rng.one_in(8) {
         target = word(rng, "/abcz?%#", 12);
     }
-    let version = *rng.pick(&["HTTP/1.1", "HTTP/1.1", "HTTP/1.0", "HTTP/2", "HTTP/1.1 x", ""]);
+    let version = *rng.pick(&[
+        "HTTP/1.1",
+        "HTTP/1.1",
+        "HTTP/1.0",
+        "HTTP/2",
+        "HTTP/1.1 x",
+        "",
+    ]);
     let sp = *rng.pick(&[" ", " ", " ", "  ", "\t"]);
     let eol = *rng.pick(&["\r\n", "\r\n", "\n"]);
     let mut head = format!("{method}{sp}{target}{sp}{version}{eol}");
     for _ in 0..rng.len(3, 60) {
         let h = match rng.below(8) {
-            0 => format!("Connection: {}", rng.pick(&["close", "keep-alive", "Keep-Alive", "upgrade, close", ""])),
+            0 => format!(
+                "Connection: {}",
+                rng.pick(&["close", "keep-alive", "Keep-Alive", "upgrade, close", ""])
+            ),
             1 => format!("Content-Length: {}", number(rng)),
             2 => "Transfer-Encoding: chunked".to_string(),
             3 => "NoColonHeader".to_string(),
@@ -532,9 +607,27 @@ const HEAD_SEEDS: &[&str] = &[
     "GET / HTTP/1.0\nConnection: Keep-Alive\n\n",
 ];
 const HEAD_DICT: &[&str] = &[
-    "GET", "HEAD", " ", "/", "?", "HTTP/1.1", "HTTP/1.0", "\r\n", "\n", "\r\n\r\n", ":",
-    "Connection", "close", "keep-alive", "Content-Length", "Transfer-Encoding", "/livez",
-    "/readyz", "/healthz", "%00", "\x00",
+    "GET",
+    "HEAD",
+    " ",
+    "/",
+    "?",
+    "HTTP/1.1",
+    "HTTP/1.0",
+    "\r\n",
+    "\n",
+    "\r\n\r\n",
+    ":",
+    "Connection",
+    "close",
+    "keep-alive",
+    "Content-Length",
+    "Transfer-Encoding",
+    "/livez",
+    "/readyz",
+    "/healthz",
+    "%00",
+    "\x00",
 ];
 
 fn random_status(rng: &mut Rng) -> Status {
@@ -561,16 +654,27 @@ fn check_head(head: &[u8], status: &Status) {
     };
     assert!(!req.method.is_empty(), "{req:?}");
     assert!(
-        req.method.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)),
+        req.method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)),
         "{req:?}"
     );
     assert!(req.path.starts_with('/'), "{req:?}");
-    assert!(!req.path.contains('?') && !req.path.bytes().any(|b| b.is_ascii_control()), "{req:?}");
-    assert!(head.starts_with(format!("{} {}", req.method, req.path).as_bytes()), "{req:?}");
+    assert!(
+        !req.path.contains('?') && !req.path.bytes().any(|b| b.is_ascii_control()),
+        "{req:?}"
+    );
+    assert!(
+        head.starts_with(format!("{} {}", req.method, req.path).as_bytes()),
+        "{req:?}"
+    );
     // Round trip: the same method and path, rendered plainly, parse to the same.
     let plain = format!("{} {} HTTP/1.1\r\n\r\n", req.method, req.path);
     let again = health::parse_head(plain.as_bytes()).expect("a plain rendering parses");
-    assert_eq!((again.method, again.path, again.keep_alive, again.has_body), (req.method, req.path, true, false));
+    assert_eq!(
+        (again.method, again.path, again.keep_alive, again.has_body),
+        (req.method, req.path, true, false)
+    );
     check_route(req.method, req.path, status);
 }
 
@@ -581,14 +685,24 @@ fn check_route(method: &str, path: &str, status: &Status) {
     let endpoint = matches!(path, "/livez" | "/readyz" | "/healthz");
     match code {
         404 => assert!(!endpoint && allow.is_none()),
-        405 => assert!(endpoint && method != "GET" && method != "HEAD" && allow == Some("GET, HEAD")),
+        405 => {
+            assert!(endpoint && method != "GET" && method != "HEAD" && allow == Some("GET, HEAD"))
+        }
         200 | 503 => {
             assert!(endpoint && (method == "GET" || method == "HEAD") && allow.is_none());
-            let verdict = if path == "/livez" { status.live() } else { status.ready() };
+            let verdict = if path == "/livez" {
+                status.live()
+            } else {
+                status.ready()
+            };
             assert_eq!(code == 200, verdict);
             assert_eq!(body["status"], if verdict { "ok" } else { "fail" });
             assert_eq!(body["phase"], status.phase().as_str());
-            assert_eq!(body.get("probe").is_some(), status.probe.is_some(), "{body}");
+            assert_eq!(
+                body.get("probe").is_some(),
+                status.probe.is_some(),
+                "{body}"
+            );
         }
         other => panic!("unexpected status {other}"),
     }
@@ -620,8 +734,16 @@ fn http_request_head_and_route() {
                 _ => random_bytes(rng),
             },
             status: random_status(rng),
-            method: if rng.one_in(2) { rng.pick(METHODS).to_string() } else { word(rng, "GETHAD", 5) },
-            path: if rng.one_in(2) { rng.pick(PATHS).to_string() } else { word(rng, "/livezrdyhaltz", 9) },
+            method: if rng.one_in(2) {
+                rng.pick(METHODS).to_string()
+            } else {
+                word(rng, "GETHAD", 5)
+            },
+            path: if rng.one_in(2) {
+                rng.pick(PATHS).to_string()
+            } else {
+                word(rng, "/livezrdyhaltz", 9)
+            },
         },
         |i| {
             check_head(&i.head, &i.status);
@@ -648,7 +770,10 @@ fn expected_answers(stream: &[u8], status: &Status) -> Vec<(u16, bool)> {
     while let Some(end) = head_end(rest) {
         let (answer, keep) = match health::parse_head(&rest[..end]) {
             Some(r) => (
-                (health::route(r.method, r.path, status).0, r.method == "HEAD"),
+                (
+                    health::route(r.method, r.path, status).0,
+                    r.method == "HEAD",
+                ),
                 r.keep_alive && !r.has_body,
             ),
             None => ((400, false), false),
@@ -672,7 +797,11 @@ fn read_response(r: &mut impl Read, pending: &mut Vec<u8>, head_only: bool) -> O
         }
         match r.read(&mut chunk) {
             Ok(0) => {
-                assert!(pending.is_empty(), "a truncated response: {:?}", String::from_utf8_lossy(pending));
+                assert!(
+                    pending.is_empty(),
+                    "a truncated response: {:?}",
+                    String::from_utf8_lossy(pending)
+                );
                 return None;
             }
             Ok(n) => pending.extend_from_slice(&chunk[..n]),
@@ -680,11 +809,20 @@ fn read_response(r: &mut impl Read, pending: &mut Vec<u8>, head_only: bool) -> O
         }
     };
     let head = String::from_utf8(pending[..end].to_vec()).expect("an ASCII response head");
-    let code = probe::parse_status_line(head.as_bytes()).expect("a status line").expect("whole");
+    let code = probe::parse_status_line(head.as_bytes())
+        .expect("a status line")
+        .expect("whole");
     let header = |name: &str| {
-        head.lines().find_map(|l| l.split_once(": ").filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_string()))
+        head.lines().find_map(|l| {
+            l.split_once(": ")
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_string())
+        })
     };
-    let len: usize = header("Content-Length").expect("Content-Length").parse().expect("a length");
+    let len: usize = header("Content-Length")
+        .expect("Content-Length")
+        .parse()
+        .expect("a length");
     let close = header("Connection").expect("Connection") == "close";
     pending.drain(..end);
     let body_len = if head_only { 0 } else { len };
@@ -748,7 +886,8 @@ fn health_server_wire() {
         |i| {
             let want = expected_answers(&i.stream, &status);
             let mut s = TcpStream::connect(addr).expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
             s.write_all(&i.stream).expect("send");
             let mut pending = Vec::new();
             let mut got = Vec::new();
@@ -774,29 +913,49 @@ fn health_server_wire() {
 
 fn host(rng: &mut Rng) -> String {
     match rng.below(8) {
-        0 => rng.pick(&["127.0.0.1", "localhost", "app", "::1", "[::1]", "fe80::1%eth0", "[fe80::1%eth0]"]).to_string(),
+        0 => rng
+            .pick(&[
+                "127.0.0.1",
+                "localhost",
+                "app",
+                "::1",
+                "[::1]",
+                "fe80::1%eth0",
+                "[fe80::1%eth0]",
+            ])
+            .to_string(),
         1 => "a".repeat(rng.below(300)),
-        2 => rng.pick(&["", "[", "]", "[]", ":", "@", "u@x", "x y"]).to_string(),
+        2 => rng
+            .pick(&["", "[", "]", "[]", ":", "@", "u@x", "x y"])
+            .to_string(),
         _ => word(rng, "abcdefxyz0123456789.-_:%[]", 12),
     }
 }
 
 fn port(rng: &mut Rng) -> String {
     match rng.below(4) {
-        0 => rng.pick(&["0", "1", "80", "65535", "65536", "", "-1", "+80", "080", "8o"]).to_string(),
+        0 => rng
+            .pick(&[
+                "0", "1", "80", "65535", "65536", "", "-1", "+80", "080", "8o",
+            ])
+            .to_string(),
         _ => number(rng),
     }
 }
 
 fn probe_url(rng: &mut Rng) -> String {
-    let scheme = *rng.pick(&["http://", "HTTP://", "Http://", "https://", "tcp://", "TCP://", "http:/", "", "ftp://"]);
+    let scheme = *rng.pick(&[
+        "http://", "HTTP://", "Http://", "https://", "tcp://", "TCP://", "http:/", "", "ftp://",
+    ]);
     let mut s = format!("{scheme}{}", host(rng));
     if rng.below(3) > 0 {
         s.push(':');
         s.push_str(&port(rng));
     }
     if rng.below(3) > 0 {
-        s.push_str(rng.pick_str(&["/", "/healthz", "/a b", "/x?y=1", "?ready", "/#frag", "/%20", "/\t", "//"]));
+        s.push_str(rng.pick_str(&[
+            "/", "/healthz", "/a b", "/x?y=1", "?ready", "/#frag", "/%20", "/\t", "//",
+        ]));
     }
     if rng.one_in(8) {
         s.push_str(&word(rng, "/?#&=%abc", 10));
@@ -815,8 +974,24 @@ const PROBE_SEEDS: &[&str] = &[
     " /bin/check  --quick ",
 ];
 const PROBE_DICT: &[&str] = &[
-    "http://", "tcp://", ":", "[", "]", "/", "?", "#", "@", "%", "80", "0", "65535", "65536",
-    "::1", "127.0.0.1", " ", "\t",
+    "http://",
+    "tcp://",
+    ":",
+    "[",
+    "]",
+    "/",
+    "?",
+    "#",
+    "@",
+    "%",
+    "80",
+    "0",
+    "65535",
+    "65536",
+    "::1",
+    "127.0.0.1",
+    " ",
+    "\t",
 ];
 
 /// What every parsed probe target promises, and that it round-trips.
@@ -824,15 +999,27 @@ fn check_spec(spec: &ProbeSpec) {
     match spec {
         ProbeSpec::Tcp { host, port } => {
             assert!(*port != 0 && !host.is_empty(), "{spec:?}");
-            let text = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+            let text = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
             assert_eq!(ProbeSpec::parse("tcp", &text).as_ref(), Ok(spec), "{text}");
-            assert_eq!(ProbeSpec::parse_target(&format!("tcp://{text}")).ok().as_ref(), Some(spec));
+            assert_eq!(
+                ProbeSpec::parse_target(&format!("tcp://{text}"))
+                    .ok()
+                    .as_ref(),
+                Some(spec)
+            );
         }
         ProbeSpec::Http(t) => check_http_target(t),
         ProbeSpec::Exec { argv } => {
             assert!(!argv.is_empty(), "{spec:?}");
             for a in argv {
-                assert!(!a.is_empty() && !a.contains(char::is_whitespace), "{spec:?}");
+                assert!(
+                    !a.is_empty() && !a.contains(char::is_whitespace),
+                    "{spec:?}"
+                );
             }
             assert_eq!(ProbeSpec::parse("exec", &argv.join(" ")).as_ref(), Ok(spec));
         }
@@ -841,10 +1028,18 @@ fn check_spec(spec: &ProbeSpec) {
 
 fn check_http_target(t: &HttpTarget) {
     assert!(t.port != 0, "{t:?}");
-    assert!(!t.host.is_empty() && !t.host.contains(['[', ']', '/', '@']), "{t:?}");
+    assert!(
+        !t.host.is_empty() && !t.host.contains(['[', ']', '/', '@']),
+        "{t:?}"
+    );
     assert!(t.path.starts_with('/'), "{t:?}");
     assert!(!t.path.contains('#'), "{t:?}");
-    assert!(!t.path.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()), "{t:?}");
+    assert!(
+        !t.path
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control()),
+        "{t:?}"
+    );
     // The Host header: the host, bracketed when it is IPv6 (a bracketed name is tolerated),
     // with the port unless it is 80.
     let authority = match t.host_header.strip_suffix(&format!(":{}", t.port)) {
@@ -855,11 +1050,18 @@ fn check_http_target(t: &HttpTarget) {
         }
     };
     let bracketed = format!("[{}]", t.host);
-    assert!(authority == bracketed || (authority == t.host && !t.host.contains(':')), "{t:?}");
+    assert!(
+        authority == bracketed || (authority == t.host && !t.host.contains(':')),
+        "{t:?}"
+    );
     // The request line vigil sends is one line.
     assert!(!format!("GET {} HTTP/1.1", t.path).contains(['\r', '\n']));
     let url = format!("http://{}{}", t.host_header, t.path);
-    assert_eq!(ProbeSpec::parse("http", &url), Ok(ProbeSpec::Http(t.clone())), "{url}");
+    assert_eq!(
+        ProbeSpec::parse("http", &url),
+        Ok(ProbeSpec::Http(t.clone())),
+        "{url}"
+    );
 }
 
 #[derive(Debug)]
@@ -873,7 +1075,7 @@ fn probe_targets() {
     fuzz(
         "probe_targets",
         |rng| ProbeInput {
-            kind: *rng.pick(&["tcp", "http", "exec", "target"]),
+            kind: rng.pick_str(&["tcp", "http", "exec", "target"]),
             value: structured_or_mutated(rng, probe_url, PROBE_SEEDS, PROBE_DICT),
         },
         |i| {
@@ -896,13 +1098,34 @@ fn probe_targets() {
 // The http probe's answer: the status line, and the reader over a real socket
 
 fn status_response(rng: &mut Rng) -> Vec<u8> {
-    let version = *rng.pick(&["HTTP/1.1", "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/1.2", "http/1.1", "HTTP/1.", ""]);
+    let version = *rng.pick(&[
+        "HTTP/1.1", "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/1.2", "http/1.1", "HTTP/1.", "",
+    ]);
     let code = match rng.below(4) {
-        0 => rng.pick(&["200", "204", "301", "399", "400", "503", "000", "999", "20", "2000", "2x0", "\u{663}00"]).to_string(),
+        0 => rng
+            .pick(&[
+                "200",
+                "204",
+                "301",
+                "399",
+                "400",
+                "503",
+                "000",
+                "999",
+                "20",
+                "2000",
+                "2x0",
+                "\u{663}00",
+            ])
+            .to_string(),
         _ => format!("{:03}", rng.below(1000)),
     };
     let sp = *rng.pick(&[" ", " ", "", "  ", "\t"]);
-    let reason = if rng.one_in(3) { String::new() } else { format!("{sp}{}", word(rng, "OK Not Found", 12)) };
+    let reason = if rng.one_in(3) {
+        String::new()
+    } else {
+        format!("{sp}{}", word(rng, "OK Not Found", 12))
+    };
     let eol = *rng.pick(&["\r\n", "\n", "\r", ""]);
     let mut out = format!("{version} {code}{reason}{eol}").into_bytes();
     if rng.one_in(2) {
@@ -921,7 +1144,17 @@ const RESPONSE_SEEDS: &[&str] = &[
     "SSH-2.0-OpenSSH\r\n",
     "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
 ];
-const RESPONSE_DICT: &[&str] = &["HTTP/1.", "HTTP/1.1 ", "200", " ", "\r\n", "\n", "\r", "0", "9"];
+const RESPONSE_DICT: &[&str] = &[
+    "HTTP/1.",
+    "HTTP/1.1 ",
+    "200",
+    " ",
+    "\r\n",
+    "\n",
+    "\r",
+    "0",
+    "9",
+];
 
 fn response_bytes(rng: &mut Rng) -> Vec<u8> {
     match rng.below(6) {
@@ -1024,16 +1257,26 @@ fn http_probe_reader() {
         "http_probe_reader",
         |rng| AnswerInput {
             answer: response_bytes(rng),
-            piece: if rng.one_in(2) { 1 + rng.below(16) } else { 1 << 20 },
+            piece: if rng.one_in(2) {
+                1 + rng.below(16)
+            } else {
+                1 << 20
+            },
         },
         |i| {
-            tx.send(AnswerInput { answer: i.answer.clone(), piece: i.piece }).expect("server alive");
+            tx.send(AnswerInput {
+                answer: i.answer.clone(),
+                piece: i.piece,
+            })
+            .expect("server alive");
             let start = Instant::now();
             let got = probe::check(&spec, Duration::from_secs(5));
             assert!(start.elapsed() < Duration::from_secs(6));
             let first = &i.answer[..i.answer.len().min(probe::MAX_RESPONSE)];
             match probe::parse_status_line(first) {
-                Ok(Some(code)) if (200..400).contains(&code) => assert_eq!(got, Ok(format!("HTTP {code}"))),
+                Ok(Some(code)) if (200..400).contains(&code) => {
+                    assert_eq!(got, Ok(format!("HTTP {code}")))
+                }
                 Ok(Some(code)) => assert_eq!(got, Err(format!("HTTP {code}"))),
                 _ => assert!(got.is_err(), "{got:?}"),
             }
@@ -1065,8 +1308,23 @@ fn duration_text(rng: &mut Rng) -> String {
     s
 }
 
-const DURATION_SEEDS: &[&str] = &["0.5", "9", "0", ".25", "3.", " 2 ", "31536000", "31536000.0000001", "1e3", "nan", "inf", "-1"];
-const DURATION_DICT: &[&str] = &[".", "0", "9", "e", "E", "+", "-", "inf", "nan", "_", " ", "31536000"];
+const DURATION_SEEDS: &[&str] = &[
+    "0.5",
+    "9",
+    "0",
+    ".25",
+    "3.",
+    " 2 ",
+    "31536000",
+    "31536000.0000001",
+    "1e3",
+    "nan",
+    "inf",
+    "-1",
+];
+const DURATION_DICT: &[&str] = &[
+    ".", "0", "9", "e", "E", "+", "-", "inf", "nan", "_", " ", "31536000",
+];
 
 #[test]
 fn durations() {
@@ -1079,27 +1337,43 @@ fn durations() {
             };
             assert!(d <= Duration::from_secs(31_536_000), "{d:?}");
             let t = s.trim();
-            assert!(!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.'), "{s:?}");
+            assert!(
+                !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.'),
+                "{s:?}"
+            );
             assert!(t.bytes().filter(|&b| b == b'.').count() <= 1, "{s:?}");
             let want: f64 = t.parse().expect("digits and a dot parse as f64");
-            assert!((d.as_secs_f64() - want).abs() <= 1e-6 * want.max(1.0), "{s:?} -> {d:?}");
+            assert!(
+                (d.as_secs_f64() - want).abs() <= 1e-6 * want.max(1.0),
+                "{s:?} -> {d:?}"
+            );
             // Instant arithmetic with it cannot overflow.
             let _ = Instant::now() + d + d;
             // Round trip through the way the error messages print it.
             let again = parse_seconds(&format!("{}", d.as_secs_f64())).expect("re-parses");
-            assert!(again.abs_diff(d) <= Duration::from_micros(1), "{d:?} {again:?}");
+            assert!(
+                again.abs_diff(d) <= Duration::from_micros(1),
+                "{d:?} {again:?}"
+            );
         },
     );
 }
 
 fn signal_text(rng: &mut Rng) -> String {
-    let names = ["TERM", "SIGTERM", "term", "Quit", "SIGRTMIN", "RTMIN+1", "IOT", "POLL", "SIGSIG", "SIG", "KILL", "STOP", "PWR", "WINCH"];
+    let names = [
+        "TERM", "SIGTERM", "term", "Quit", "SIGRTMIN", "RTMIN+1", "IOT", "POLL", "SIGSIG", "SIG",
+        "KILL", "STOP", "PWR", "WINCH",
+    ];
     match rng.below(4) {
         0 => number(rng),
         1 => (rng.below(80) as i64 - 8).to_string(),
         _ => {
             let s = rng.pick(&names).to_string();
-            format!("{}{s}{}", rng.pick(&["", " ", "SIG", "sig"]), rng.pick(&["", " ", "2", "\n"]))
+            format!(
+                "{}{s}{}",
+                rng.pick(&["", " ", "SIG", "sig"]),
+                rng.pick(&["", " ", "2", "\n"])
+            )
         }
     }
 }
@@ -1108,7 +1382,14 @@ fn signal_text(rng: &mut Rng) -> String {
 fn signal_names() {
     fuzz(
         "signal_names",
-        |rng| structured_or_mutated(rng, signal_text, &["TERM", "SIGQUIT", "15", "usr1"], &["SIG", "TERM", "1", " "]),
+        |rng| {
+            structured_or_mutated(
+                rng,
+                signal_text,
+                &["TERM", "SIGQUIT", "15", "usr1"],
+                &["SIG", "TERM", "1", " "],
+            )
+        },
         |s| {
             let Ok(sig) = signals::parse(s) else {
                 return;
@@ -1136,9 +1417,14 @@ fn stat_line(rng: &mut Rng) -> StatInput {
     let state = *rng.pick(&['R', 'S', 'D', 'Z', 'T', 't', 'X', 'I', 'P']);
     // comm is at most 15 bytes but may hold anything: spaces, parentheses, even newlines.
     let comm = word(rng, "ab ()) (x)Z 1", 15);
-    let tail: Vec<String> = (0..rng.below(50)).map(|_| rng.below(100_000).to_string()).collect();
+    let tail: Vec<String> = (0..rng.below(50))
+        .map(|_| rng.below(100_000).to_string())
+        .collect();
     let line = format!("{pid} ({comm}) {state} {ppid} {}\n", tail.join(" "));
-    StatInput { line, want: Some((pid, ppid, state)) }
+    StatInput {
+        line,
+        want: Some((pid, ppid, state)),
+    }
 }
 
 #[test]
@@ -1149,10 +1435,18 @@ fn proc_stat() {
             0 => stat_line(rng),
             1 => {
                 let base = stat_line(rng);
-                let line = text(mutate(rng, base.line.as_bytes(), &[" (", ")", " ", "-1", "Z"], &[]));
+                let line = text(mutate(
+                    rng,
+                    base.line.as_bytes(),
+                    &[" (", ")", " ", "-1", "Z"],
+                    &[],
+                ));
                 StatInput { line, want: None }
             }
-            _ => StatInput { line: text(random_bytes(rng)), want: None },
+            _ => StatInput {
+                line: text(random_bytes(rng)),
+                want: None,
+            },
         },
         |i| {
             let got = procs::parse_stat(&i.line);
@@ -1173,7 +1467,11 @@ fn json_value(rng: &mut Rng, depth: usize) -> Value {
         2 => json!(rng.next() as i64),
         3 => json!(f64::from_bits(rng.next())),
         4 => json!(word(rng, "ab \"\\\n\r\t\u{0}\u{7f}={}", 12)),
-        5 => Value::Array((0..rng.below(4)).map(|_| json_value(rng, depth + 1)).collect()),
+        5 => Value::Array(
+            (0..rng.below(4))
+                .map(|_| json_value(rng, depth + 1))
+                .collect(),
+        ),
         _ => {
             let mut m = Map::new();
             for _ in 0..rng.below(4) {
@@ -1197,7 +1495,12 @@ fn log_lines() {
     fuzz(
         "log_lines",
         |rng| LogInput {
-            msg: structured_or_mutated(rng, |r| word(r, "app spawned \"\\\n\r\u{0}", 20), &["app spawned", "drain started"], &["\n", "\"", "\\"]),
+            msg: structured_or_mutated(
+                rng,
+                |r| word(r, "app spawned \"\\\n\r\u{0}", 20),
+                &["app spawned", "drain started"],
+                &["\n", "\"", "\\"],
+            ),
             level: *rng.pick(&[Level::Error, Level::Warn, Level::Info, Level::Debug]),
             fields: (0..rng.below(6))
                 .map(|_| {
@@ -1215,9 +1518,16 @@ fn log_lines() {
         |i| {
             let ts = log::rfc3339(i.secs, (i.secs % 1000) as u32);
             assert_eq!(ts.len(), 24, "{ts}");
-            let fields: Vec<(&str, Value)> = i.fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            let fields: Vec<(&str, Value)> = i
+                .fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
             let line = log::render(Format::Json, ts.clone(), i.level, &i.msg, &fields);
-            assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "{line:?}");
+            assert!(
+                line.ends_with('\n') && line.matches('\n').count() == 1,
+                "{line:?}"
+            );
             let v: Value = serde_json::from_str(&line).expect("a JSON log line parses");
             assert_eq!(v["ts"], ts.as_str());
             assert_eq!(v["msg"], i.msg.as_str());
@@ -1226,15 +1536,22 @@ fn log_lines() {
                 if !matches!(*k, "ts" | "level" | "msg") {
                     // The first value under a key wins; compared after the same JSON round trip,
                     // since serde_json's float parsing is not exact.
-                    let first = fields.iter().find(|(k2, _)| k2 == k).map(|(_, v)| v.to_string());
-                    let first: Option<Value> = first.map(|s| serde_json::from_str(&s).expect("JSON"));
+                    let first = fields
+                        .iter()
+                        .find(|(k2, _)| k2 == k)
+                        .map(|(_, v)| v.to_string());
+                    let first: Option<Value> =
+                        first.map(|s| serde_json::from_str(&s).expect("JSON"));
                     assert_eq!(Some(&v[*k]), first.as_ref(), "{k}: {val}");
                 }
             }
             let text_line = log::render(Format::Text, ts, i.level, &i.msg, &fields);
             assert!(text_line.ends_with('\n'));
             let clean = |s: &str| !s.contains(['\n', '\r']);
-            let plain = clean(&i.msg) && fields.iter().all(|(k, v)| clean(k) && v.as_str().is_none_or(clean));
+            let plain = clean(&i.msg)
+                && fields
+                    .iter()
+                    .all(|(k, v)| clean(k) && v.as_str().is_none_or(clean));
             if plain {
                 assert_eq!(text_line.matches('\n').count(), 1, "{text_line:?}");
             }
@@ -1243,13 +1560,20 @@ fn log_lines() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Regression tests: every finding above, with its input inline.
+// Regression tests: every finding above, with its input inline. The health server's two
+// findings (a request followed by a half-close; pipelined heads past 8 KiB) need a real
+// connection and live in tests/integration/security.rs.
 
 /// `--probe-http` and `vigil probe` sliced the URL at byte 7 before checking the scheme, so a
 /// multi-byte character there panicked (an abort in release: exit 134 instead of 2).
 #[test]
 fn regression_http_url_with_wide_char_at_byte_7() {
-    for url in ["abcdef\u{e9}", "http:/\u{e9}x", "\u{20ac}\u{20ac}\u{20ac}", "tcp://\u{e9}"] {
+    for url in [
+        "abcdef\u{e9}",
+        "http:/\u{e9}x",
+        "\u{20ac}\u{20ac}\u{20ac}",
+        "tcp://\u{e9}",
+    ] {
         assert!(ProbeSpec::parse("http", url).is_err(), "{url}");
         assert!(ProbeSpec::parse_target(url).is_err(), "{url}");
     }
@@ -1259,7 +1583,12 @@ fn regression_http_url_with_wide_char_at_byte_7() {
 /// `Host` header (`Host: app]`): a malformed target must be exit 2.
 #[test]
 fn regression_http_url_with_unbalanced_bracket() {
-    for url in ["http://d4059]//", "http://app]/healthz", "http://[app/", "http://[::1/x"] {
+    for url in [
+        "http://d4059]//",
+        "http://app]/healthz",
+        "http://[app/",
+        "http://[::1/x",
+    ] {
         assert!(ProbeSpec::parse("http", url).is_err(), "{url}");
         assert!(ProbeSpec::parse_target(url).is_err(), "{url}");
     }
