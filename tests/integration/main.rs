@@ -39,7 +39,5 @@ mod drill;
 mod health;
 mod reaping;
 mod runc;
-mod security;
-mod stress;
 mod user;
 mod util;
