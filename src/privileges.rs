@@ -79,19 +79,24 @@ fn id(s: &str) -> Option<u32> {
     s.parse().ok()
 }
 
-/// `name:password:uid:gid:gecos:home:shell`. Comments, blank lines, NIS `+`/`-` lines and lines
-/// without a numeric uid and gid are skipped; a missing home is `/`.
+/// The `:`-separated fields of each line with a name and at least `min` fields. Comments,
+/// blank lines and NIS `+`/`-` lines are skipped, as is a trailing `\r`.
+fn records(text: &str, min: usize) -> impl Iterator<Item = Vec<&str>> {
+    text.lines().filter_map(move |line| {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with(['#', '+', '-']) {
+            return None;
+        }
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= min && !f[0].is_empty()).then_some(f)
+    })
+}
+
+/// `name:password:uid:gid:gecos:home:shell`. Lines without a numeric uid and gid are skipped;
+/// a missing home is `/`.
 pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim_end_matches('\r');
-            if line.trim().is_empty() || line.starts_with(['#', '+', '-']) {
-                return None;
-            }
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 4 || f[0].is_empty() {
-                return None;
-            }
+    records(text, 4)
+        .filter_map(|f| {
             let home = f.get(5).copied().filter(|h| !h.is_empty()).unwrap_or("/");
             Some(PasswdEntry {
                 name: f[0].to_string(),
@@ -105,16 +110,8 @@ pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
 
 /// `name:password:gid:member,member`. Malformed lines are skipped like in `parse_passwd`.
 pub fn parse_group(text: &str) -> Vec<GroupEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim_end_matches('\r');
-            if line.trim().is_empty() || line.starts_with(['#', '+', '-']) {
-                return None;
-            }
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 3 || f[0].is_empty() {
-                return None;
-            }
+    records(text, 3)
+        .filter_map(|f| {
             let members = f
                 .get(3)
                 .map(|m| {
