@@ -192,13 +192,16 @@ impl Server {
 /// its buffer. Returns false to close it.
 fn serve(c: &mut Conn, status: &Shared) -> bool {
     if !c.out.is_empty() {
+        // Finish the last answer first; then go on with what is buffered.
         if !flush(c) {
             return false;
         }
         if !c.out.is_empty() {
             return true;
         }
-    } else if !read_some(c) {
+    }
+    let input = read_some(c);
+    if input == Input::Broken {
         return false;
     }
     loop {
@@ -214,7 +217,8 @@ fn serve(c: &mut Conn, status: &Shared) -> bool {
                 c.close_after_write = true;
                 return flush(c);
             }
-            return true;
+            // A client that half-closed without a whole head has nothing more to say.
+            return input == Input::Open;
         };
         let head: Vec<u8> = c.buf.drain(..end).collect();
         let (code, body, keep_alive, head_only, allow) = match parse_head(&head) {
@@ -236,6 +240,8 @@ fn serve(c: &mut Conn, status: &Shared) -> bool {
                 None,
             ),
         };
+        // After a half-close (`nc -N`, shutdown(SHUT_WR)) the answers still go out, then close.
+        let keep_alive = keep_alive && input == Input::Open;
         c.out = response(code, &body, keep_alive, head_only, allow);
         c.close_after_write = !keep_alive;
         c.deadline = Instant::now() + HEAD_TIMEOUT;
@@ -248,22 +254,31 @@ fn serve(c: &mut Conn, status: &Shared) -> bool {
     }
 }
 
-/// Reads what is there, keeping at most a little over `MAX_HEAD`. False on EOF or error.
-fn read_some(c: &mut Conn) -> bool {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Read what there was; the client may send more.
+    Open,
+    /// The client closed its side after what is buffered.
+    Eof,
+    /// The connection failed.
+    Broken,
+}
+
+/// Reads what is there, but never more than a little over `MAX_HEAD` unparsed bytes: the rest
+/// stays in the socket until the heads before it are answered.
+fn read_some(c: &mut Conn) -> Input {
     let mut chunk = [0u8; 4096];
     loop {
-        match c.stream.read(&mut chunk) {
-            Ok(0) => return false,
-            Ok(n) => {
-                let room = (MAX_HEAD + 1).saturating_sub(c.buf.len());
-                c.buf.extend_from_slice(&chunk[..n.min(room)]);
-                if c.buf.len() > MAX_HEAD {
-                    return true;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+        let room = (MAX_HEAD + 1).saturating_sub(c.buf.len()).min(chunk.len());
+        if room == 0 {
+            return Input::Open;
+        }
+        match c.stream.read(&mut chunk[..room]) {
+            Ok(0) => return Input::Eof,
+            Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Input::Open,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return false,
+            Err(_) => return Input::Broken,
         }
     }
 }

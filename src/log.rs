@@ -148,7 +148,12 @@ fn render_into(
             for (k, v) in fields {
                 let _ = write!(out, " {k}=");
                 match v {
-                    Value::String(s) if !s.is_empty() && !s.contains([' ', '"', '=']) => {
+                    Value::String(s)
+                        if !s.is_empty()
+                            && !s.contains(|c: char| {
+                                c == ' ' || c == '"' || c == '=' || c.is_control()
+                            }) =>
+                    {
                         out.push_str(s)
                     }
                     other => {
@@ -283,6 +288,18 @@ mod tests {
             line,
             "T WARN  vigil: signal not delivered signal=SIGHUP error=\"Operation not permitted\"\n"
         );
+    }
+
+    #[test]
+    fn text_values_with_control_characters_are_quoted() {
+        let line = render(
+            Format::Text,
+            "T".into(),
+            Level::Info,
+            "m",
+            &[("k", json!("a\nb"))],
+        );
+        assert_eq!(line, "T INFO  vigil: m k=\"a\\nb\"\n");
     }
 
     #[test]

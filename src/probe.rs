@@ -197,50 +197,68 @@ pub fn main(spec: &ProbeSpec, timeout: Duration) -> u8 {
 /// `host:port`, `[v6]:port`. The port must be 1..=65535.
 fn host_port(s: &str) -> Option<(String, u16)> {
     let (host, port) = s.rsplit_once(':')?;
-    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let port = port_number(port)?;
     let host = match host.strip_prefix('[') {
-        Some(h) => h.strip_suffix(']')?,
+        Some(h) => h.strip_suffix(']').filter(|h| h.contains(':'))?,
         None if host.contains(':') => return None,
         None => host,
     };
-    let ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:%".contains(&b));
-    ok.then(|| (host.to_string(), port))
+    valid_host(host).then(|| (host.to_string(), port))
+}
+
+fn port_number(s: &str) -> Option<u16> {
+    s.parse().ok().filter(|p| *p != 0)
+}
+
+/// A name or an address: letters, digits, `-._` and, for IPv6, `:` and a `%zone`.
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:%".contains(&b))
 }
 
 fn parse_http(url: &str) -> Result<HttpTarget, String> {
     const WHY: &str = "expected http://HOST[:PORT]/PATH (plain http only)";
-    if url.len() < 7 || !url[..7].eq_ignore_ascii_case("http://") {
-        return Err(WHY.into());
-    }
-    let rest = &url[7..];
+    let rest = match url.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("http://") => &url[7..],
+        _ => return Err(WHY.into()),
+    };
     let rest = rest.split('#').next().unwrap_or("");
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split);
-    if authority.contains('@')
-        || path
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    if path
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
         return Err(WHY.into());
     }
-    let (host, port) = if authority.ends_with(']') || !authority.contains(':') {
-        (authority.to_string(), 80)
-    } else if authority.starts_with('[') || authority.matches(':').count() == 1 {
-        host_port(authority)
-            .map(|(h, p)| (if h.contains(':') { format!("[{h}]") } else { h }, p))
-            .ok_or(WHY)?
-    } else {
-        return Err(WHY.into());
+    // `[v6]`, `[v6]:port`, `host` or `host:port`; a bracket anywhere else is malformed.
+    let (host, port, bracketed) = match authority.strip_prefix('[') {
+        Some(after) => {
+            let (host, tail) = after.split_once(']').ok_or(WHY)?;
+            let port = match tail {
+                "" => 80,
+                t => t.strip_prefix(':').and_then(port_number).ok_or(WHY)?,
+            };
+            (host, port, true)
+        }
+        None => match authority.split_once(':') {
+            None => (authority, 80, false),
+            Some((host, port)) => (host, port_number(port).ok_or(WHY)?, false),
+        },
     };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host_port(&format!("[{bare}]:{port}")).ok_or(WHY)?;
-    let host_header = if port == 80 {
-        host.clone()
+    if !valid_host(host) || bracketed != host.contains(':') {
+        return Err(WHY.into());
+    }
+    let shown = if bracketed {
+        format!("[{host}]")
     } else {
-        format!("{host}:{port}")
+        host.to_string()
+    };
+    let host_header = if port == 80 {
+        shown
+    } else {
+        format!("{shown}:{port}")
     };
     let path = match path {
         "" => "/".to_string(),
@@ -248,7 +266,7 @@ fn parse_http(url: &str) -> Result<HttpTarget, String> {
         p => p.to_string(),
     };
     Ok(HttpTarget {
-        host: bare.to_string(),
+        host: host.to_string(),
         port,
         path,
         host_header,
@@ -299,6 +317,12 @@ mod tests {
         let t = http("http://app?ready");
         assert_eq!(t.path, "/?ready");
         for bad in [
+            "http://app]/healthz",
+            "http://[app/",
+            "http://[app]/",
+            "http://a[b/",
+            "abcdefé",
+            "http:/éx",
             "https://x/",
             "http://",
             "http:///x",

@@ -22,7 +22,7 @@ use serde_json::json;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-/// How often a subreaper re-sweeps its tree after the SIGKILL, for processes forked mid-sweep.
+/// How often vigil re-sweeps after the SIGKILL, for processes forked mid-sweep.
 const SWEEP_EVERY: Duration = Duration::from_millis(20);
 /// The most one subreaper sweep spends rescanning /proc for processes forked during it.
 const SWEEP_BUDGET: Duration = Duration::from_millis(50);
@@ -250,9 +250,7 @@ impl Supervisor {
 
     fn next_deadline(&self) -> Option<Instant> {
         let sweep = match (self.drain.killed(), self.last_sweep) {
-            (true, Some(at)) if self.children_left && self.mode == Mode::Subreaper => {
-                Some(at + SWEEP_EVERY)
-            }
+            (true, Some(at)) if self.children_left => Some(at + SWEEP_EVERY),
             _ => None,
         };
         let drill = self.drill.as_ref().and_then(Drill::deadline);
@@ -342,15 +340,17 @@ impl Supervisor {
                     log::info("drain deadline moved", &[("signal", json!("SIGINT"))])
                 }
                 Action::TermLeftovers => {
+                    self.signal_everything(Signal::SIGTERM);
                     let count = procs::descendants().len();
                     log::info("terminating leftovers", &[("count", json!(count))]);
-                    self.signal_everything(Signal::SIGTERM);
                 }
                 Action::KillAll => {
-                    let remaining = procs::descendants().len();
-                    log::warn("forced kill", &[("remaining", json!(remaining))]);
+                    // The signal first, the /proc walk for the log line after: the deadline is
+                    // the promise, the count is only a fact.
                     self.signal_everything(Signal::SIGKILL);
                     self.last_sweep = Some(Instant::now());
+                    let remaining = procs::descendants().len();
+                    log::warn("forced kill", &[("remaining", json!(remaining))]);
                 }
                 Action::GiveUp => self.gave_up = true,
             }
@@ -408,10 +408,10 @@ impl Supervisor {
         }
     }
 
-    /// A subreaper's SIGKILL sweep can miss a process forked during it; sweep again until the
-    /// tree is empty or the reap grace is over.
+    /// A SIGKILL sweep can miss a process forked during it (even `kill(-1)` is not atomic
+    /// against fork); sweep again until nothing is left or the reap grace is over.
     fn sweep_after_kill(&mut self) {
-        if self.mode != Mode::Subreaper || !self.drain.killed() || !self.children_left {
+        if !self.drain.killed() || !self.children_left {
             return;
         }
         let now = Instant::now();
