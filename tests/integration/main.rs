@@ -39,5 +39,7 @@ mod drill;
 mod health;
 mod reaping;
 mod runc;
+mod security;
+mod stress;
 mod user;
 mod util;
