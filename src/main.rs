@@ -6,6 +6,8 @@ mod cli;
 mod drain;
 mod drill;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod health;
 mod log;
 mod privileges;

@@ -1,0 +1,25 @@
+//! vigil's parsers of outside input, compiled from `../src` as they are, for libFuzzer.
+//!
+//! vigil is a single binary crate; rather than split out a library for the fuzzer's sake, the
+//! pure modules (and the few they name as `crate::...`) are included by path, so the targets
+//! exercise exactly the code that ships.
+#![allow(dead_code, unused_imports)]
+
+#[path = "../../src/cli.rs"]
+pub mod cli;
+#[path = "../../src/error.rs"]
+pub mod error;
+#[path = "../../src/health.rs"]
+pub mod health;
+#[path = "../../src/log.rs"]
+pub mod log;
+#[path = "../../src/privileges.rs"]
+pub mod privileges;
+#[path = "../../src/probe.rs"]
+pub mod probe;
+#[path = "../../src/procs.rs"]
+pub mod procs;
+#[path = "../../src/signals.rs"]
+pub mod signals;
+#[path = "../../src/status.rs"]
+pub mod status;
