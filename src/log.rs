@@ -105,7 +105,13 @@ pub fn debug(msg: &str, fields: &[(&str, Value)]) {
 
 /// One whole line, newline included.
 #[cfg(test)]
-pub(crate) fn render(format: Format, ts: String, level: Level, msg: &str, fields: &[(&str, Value)]) -> String {
+pub(crate) fn render(
+    format: Format,
+    ts: String,
+    level: Level,
+    msg: &str,
+    fields: &[(&str, Value)],
+) -> String {
     let mut out = String::new();
     render_into(&mut out, format, &ts, level, msg, fields);
     out

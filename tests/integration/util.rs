@@ -347,7 +347,7 @@ pub fn watch(procs: &[ProcRef], ceiling: Duration, mut done: impl FnMut() -> boo
         procs.len()
     ];
     let end = Instant::now() + ceiling;
-    loop {
+    let look = |seen: &mut Vec<Watch>| {
         for (p, w) in procs.iter().zip(seen.iter_mut()) {
             let now = Instant::now();
             if w.first_dead.is_none() {
@@ -358,7 +358,13 @@ pub fn watch(procs: &[ProcRef], ceiling: Duration, mut done: impl FnMut() -> boo
                 }
             }
         }
+    };
+    loop {
+        look(&mut seen);
         if done() || Instant::now() >= end {
+            // One more look: what `done` waited for may have happened right after the last one
+            // (vigil kills the processes, then exits, between the two checks).
+            look(&mut seen);
             return seen;
         }
         thread::sleep(FAST_TICK);
