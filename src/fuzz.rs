@@ -18,6 +18,7 @@
 
 use crate::cli::parse_seconds;
 use crate::health;
+use crate::health::head_end;
 use crate::log::{self, Format, Level};
 use crate::privileges::{self, UserSpec};
 use crate::probe::{self, HttpTarget, ProbeSpec};
@@ -750,16 +751,6 @@ fn http_request_head_and_route() {
             check_route(&i.method, &i.path, &i.status);
         },
     );
-}
-
-/// Where a head ends in the server's buffer, as `health.rs` decides it.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 /// The answers the server must give `stream`, in order, as (status code, whether the request

@@ -300,7 +300,7 @@ fn flush(c: &mut Conn) -> bool {
 }
 
 /// Where the head ends (after the blank line), if it has.
-fn head_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
     let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
     let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
     match (crlf, lf) {
