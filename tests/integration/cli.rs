@@ -161,30 +161,12 @@ fn flag_wins_over_env() {
     }
 }
 
-const FLAGS: [&str; 15] = [
-    "--user",
-    "--drain-timeout",
-    "--drain-delay",
-    "--health-listen",
-    "--probe-tcp",
-    "--probe-http",
-    "--probe-exec",
-    "--probe-interval",
-    "--probe-timeout",
-    "--probe-failures",
-    "--log-format",
-    "--log-level",
-    "--startup-grace",
-    "--stop-signal",
-    "--success-exit",
-];
-
 #[test]
 fn help_lists_every_flag() {
     let (code, out, err) = run(vigil(&["--help"]), Mode::Subreaper);
     assert_eq!(code, 0, "{err:#?}");
     let text = [out, err].concat().join("\n");
-    for flag in FLAGS {
+    for flag in crate::util::FLAGS {
         assert!(
             text.contains(flag),
             "--help does not mention {flag}:\n{text}"

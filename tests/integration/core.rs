@@ -311,9 +311,7 @@ fn tty_foreground(mode: Mode) {
     v.keys(b"hello\n");
     v.wait_for_line("got hello", CEILING);
     assert_ne!(app.stat().state, 'T', "the app was stopped");
-    wait_until("the app has exec'd sleep", CEILING, || {
-        app.stat().comm == "sleep"
-    });
+    app.wait_exec("sleep");
     v.keys(b"\x03");
     let exit = v.wait_exit(CEILING);
     assert_eq!(

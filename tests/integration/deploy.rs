@@ -204,31 +204,12 @@ fn check_grace(file: &Path, pod: &Value, container: &Value, vigil: &VigilEnv) {
     );
 }
 
-/// vigil's flags, which must not appear in a deployment: it is configured by env only.
-const VIGIL_FLAGS: &[&str] = &[
-    "--user",
-    "--drain-timeout",
-    "--drain-delay",
-    "--health-listen",
-    "--probe-tcp",
-    "--probe-http",
-    "--probe-exec",
-    "--probe-interval",
-    "--probe-timeout",
-    "--probe-failures",
-    "--log-format",
-    "--log-level",
-    "--startup-grace",
-    "--stop-signal",
-    "--success-exit",
-];
-
 fn check_env_only(what: &str, container: &Value) {
     for key in ["command", "args"] {
         for arg in container[key].as_array().into_iter().flatten() {
             let arg = arg.as_str().unwrap_or_default();
             assert!(
-                !VIGIL_FLAGS.iter().any(|f| arg.starts_with(f)),
+                !crate::util::FLAGS.iter().any(|f| arg.starts_with(f)),
                 "{what}: {key} passes vigil flag {arg}; configure vigil by env"
             );
         }

@@ -77,9 +77,7 @@ fn no_root_once_the_app_runs(mode: Mode) {
     .start(mode);
     v.wait_for_line("ready", CEILING);
     let app = v.app();
-    wait_until("the app has exec'd sleep", CEILING, || {
-        app.stat().comm == "sleep"
-    });
+    app.wait_exec("sleep");
     wait_until("health answers", CEILING, || {
         http_status(port, "/livez").is_some()
     });
@@ -157,9 +155,7 @@ fn app_holds_no_fd_of_vigils(mode: Mode) {
     .start(mode);
     v.wait_for_line("ready", CEILING);
     let app = v.app();
-    wait_until("the app has exec'd sleep", CEILING, || {
-        app.stat().comm == "sleep"
-    });
+    app.wait_exec("sleep");
     // A connection held open, so vigil has a client socket too while we look.
     let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let me = v.pid();

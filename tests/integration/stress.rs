@@ -277,9 +277,7 @@ fn setsid_escape_ignoring_term(mode: Mode) {
     v.wait_for_line("ready", CEILING);
     let app = v.app();
     let escaped = v.wait_for_pid_line("escaped ");
-    wait_until("the escapee has exec'd sleep", CEILING, || {
-        escaped.stat().comm == "sleep"
-    });
+    escaped.wait_exec("sleep");
     assert_ne!(
         escaped.stat().pgrp,
         app.pid,

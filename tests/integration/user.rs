@@ -3,7 +3,7 @@
 
 use crate::util::{
     CEILING, Mode, SLACK, Scratch, require_root, run, secs, status_hex, status_ids, term_ignorer,
-    vigil, wait_until,
+    vigil,
 };
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -64,9 +64,7 @@ fn check_user(
     let v = b.env("HOME", "/root").start(mode);
     v.wait_for_line(&format!("home={home}"), CEILING);
     let app = v.app();
-    wait_until("the app has exec'd sleep", CEILING, || {
-        app.stat().comm == "sleep"
-    });
+    app.wait_exec("sleep");
     let (uid, gid) = ids;
     let groups = assert_ids("app", app.pid, uid, gid, listed);
     let me = v.pid();

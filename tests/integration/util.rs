@@ -328,7 +328,35 @@ impl ProcRef {
     pub fn stat(&self) -> Stat {
         stat(self.pid).unwrap_or_else(|| panic!("pid {} is gone", self.pid))
     }
+
+    /// Waits until the process runs `comm` (it has exec'd), so its fds and ids are its own.
+    pub fn wait_exec(&self, comm: &str) {
+        wait_until(
+            &format!("pid {} has exec'd {comm}", self.pid),
+            CEILING,
+            || self.stat().comm == comm,
+        );
+    }
 }
+
+/// Every flag of the contract's table (`vigil --help` must list them; a deployment sets none).
+pub const FLAGS: [&str; 15] = [
+    "--user",
+    "--drain-timeout",
+    "--drain-delay",
+    "--health-listen",
+    "--probe-tcp",
+    "--probe-http",
+    "--probe-exec",
+    "--probe-interval",
+    "--probe-timeout",
+    "--probe-failures",
+    "--log-format",
+    "--log-level",
+    "--startup-grace",
+    "--stop-signal",
+    "--success-exit",
+];
 
 /// When each process was last seen alive and first seen dead, polled every 5 ms.
 #[derive(Debug, Clone, Copy)]
