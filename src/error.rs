@@ -24,7 +24,7 @@ pub enum Error {
         op: &'static str,
         errno: nix::Error,
     },
-    /// A start-up system call failed (subreaper, signal mask, signalfd, ...).
+    /// A start-up system call failed (subreaper, signal mask, health listener, ...).
     Startup { op: &'static str, errno: nix::Error },
     /// The health listener could not be bound.
     Bind { addr: String, why: String },

@@ -1,20 +1,20 @@
-//! Signals: the set vigil handles, one blocking wait on a signalfd, and signal-name parsing.
+//! Signals: the set vigil handles, one blocking wait for them, and signal-name parsing.
 //!
-//! Like catatonit (and unlike tini's one-second `sigtimedwait`), every handled signal is blocked
-//! and read from a signalfd, polled with a timeout that is the next deadline or none at all, so
-//! an idle vigil makes no wake-ups. The mask is set on the main thread before any other thread or
-//! the app exists: threads inherit it, and std's `Command` gives the app an empty mask. Blocked
-//! signals are queued even for PID 1, which the kernel otherwise spares from default actions.
-//! Nothing is ever set to SIG_IGN, since the app would inherit that.
+//! Every handled signal is blocked and taken with `sigtimedwait`, one system call from the
+//! signal to vigil's next step, as in tini, but with a timeout that is the next deadline or none
+//! at all (tini wakes every second), so an idle vigil makes no wake-ups. The mask is set on the
+//! main thread before any other thread or the app exists: threads inherit it, and the spawn
+//! gives the app an empty mask. Blocked signals are queued even for PID 1, which the kernel
+//! otherwise spares from default actions. Nothing is ever set to SIG_IGN, since the app would
+//! inherit that. Another thread wakes the loop by sending vigil a SIGCHLD: the loop's answer
+//! to one (reap, then look at every deadline and the status again) is exactly a wake-up, and a
+//! stray one costs a `waitpid` that finds nothing.
 
 use crate::error::Error;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use std::io::{Read, Write};
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
-use std::time::Instant;
+use crate::sys;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
+use nix::unistd::getpid;
+use std::time::{Duration, Instant};
 
 /// Passed on to the app's process group as they come (contract, "What vigil does" 5).
 pub const FORWARDED: [Signal; 7] = [
@@ -47,26 +47,24 @@ fn handled() -> SigSet {
     set
 }
 
-/// The signalfd plus a wake-up socket other threads can write to.
+/// The blocked set, waited on by the supervisor loop.
 pub struct Signals {
-    fd: SignalFd,
-    wake_rx: UnixStream,
-    wake_tx: UnixStream,
+    set: SigSet,
 }
 
 /// A handle threads use to wake the supervisor loop.
-#[derive(Debug)]
-pub struct Waker(UnixStream);
+#[derive(Debug, Clone, Copy)]
+pub struct Waker;
 
 impl Waker {
     pub fn wake(&self) {
-        // A full socket already means "wake up"; nothing else can go wrong worth reporting.
-        let _ = (&self.0).write(&[1]);
+        // Sending ourselves a signal cannot fail in a way worth reporting.
+        let _ = kill(getpid(), Signal::SIGCHLD);
     }
 }
 
 impl Signals {
-    /// Blocks the handled set on this thread and opens the signalfd. Call before any thread.
+    /// Blocks the handled set on this thread. Call before any thread exists.
     pub fn block() -> Result<Signals, Error> {
         let set = handled();
         pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(|errno| {
@@ -75,72 +73,35 @@ impl Signals {
                 errno,
             }
         })?;
-        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(|errno| Error::Startup {
-                op: "create signalfd",
-                errno,
-            })?;
-        let (wake_rx, wake_tx) = UnixStream::pair().map_err(|e| Error::Startup {
-            op: "create wake-up socket",
-            errno: io_errno(&e),
-        })?;
-        for s in [&wake_rx, &wake_tx] {
-            s.set_nonblocking(true).map_err(|e| Error::Startup {
-                op: "create wake-up socket",
-                errno: io_errno(&e),
-            })?;
-        }
-        Ok(Signals {
-            fd,
-            wake_rx,
-            wake_tx,
-        })
+        Ok(Signals { set })
     }
 
-    pub fn waker(&self) -> Option<Waker> {
-        self.wake_tx.try_clone().ok().map(Waker)
+    pub fn waker(&self) -> Waker {
+        Waker
     }
 
-    /// Blocks until a signal arrives, a thread wakes us, or `deadline` passes; returns the
-    /// signals read (possibly none). One `poll`, no periodic wake-ups.
-    pub fn wait(&self, deadline: Option<Instant>) -> Vec<Signal> {
-        let timeout = match deadline {
-            None => PollTimeout::NONE,
-            Some(at) => {
-                // Round up so we never wake a hair early and spin.
-                let left = at.saturating_duration_since(Instant::now());
-                let ms = left.as_micros().div_ceil(1000);
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-            }
-        };
-        let mut fds = [
-            PollFd::new(self.fd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.wake_rx.as_fd(), PollFlags::POLLIN),
-        ];
-        // EINTR cannot happen with everything blocked; after any return the loop looks at the
-        // clock and the children again.
-        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-        // On a poll error, look at both: reading a non-blocking fd costs one EAGAIN at worst.
-        let polled = poll(&mut fds, timeout).is_ok();
-        let (signal_ready, wake_ready) = (!polled || ready(&fds[0]), !polled || ready(&fds[1]));
-        if wake_ready {
-            let mut buf = [0u8; 64];
-            while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
-        }
+    /// Blocks until a signal arrives (a thread's wake-up is a SIGCHLD) or `deadline` passes;
+    /// returns the signal taken, if any. One system call, no periodic wake-ups.
+    pub fn wait(&self, deadline: Option<Instant>) -> Option<Signal> {
+        // The kernel's timer never fires early and counts from after this `now`, so after a
+        // timeout the deadline has passed and the loop does not spin.
+        let timeout = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+        let n = sys::sigtimedwait(self.set.as_ref(), timeout)?;
+        Signal::try_from(n).ok()
+    }
+
+    /// Takes every signal pending right now without blocking, each at most once, lowest first.
+    /// Usually one system call that finds nothing.
+    pub fn pending(&self) -> Vec<Signal> {
+        let mut left = self.set;
         let mut got = Vec::new();
-        if signal_ready {
-            while let Ok(Some(info)) = self.fd.read_signal() {
-                if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
-                    got.push(sig);
-                }
-            }
+        while let Some(n) = sys::sigtimedwait(left.as_ref(), Some(Duration::ZERO)) {
+            let Ok(sig) = Signal::try_from(n) else { break };
+            left.remove(sig);
+            got.push(sig);
         }
         got
     }
-}
-
-fn io_errno(e: &std::io::Error) -> nix::Error {
-    nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// `TERM`, `SIGTERM`, `term` or `15`. Signal 0 is not a signal.
@@ -181,6 +142,34 @@ mod tests {
         for n in 1..=31 {
             assert!(parse(&n.to_string()).is_ok(), "{n}");
         }
+    }
+
+    /// Signals raised on this test thread only (the mask is per thread): pending ones come out
+    /// lowest first, each once, and a passed deadline does not block.
+    #[test]
+    fn pending_and_wait() {
+        use nix::sys::signal::raise;
+        let s = Signals::block().expect("block");
+        assert!(s.pending().is_empty());
+        for sig in [
+            Signal::SIGUSR2,
+            Signal::SIGUSR1,
+            Signal::SIGUSR1,
+            Signal::SIGHUP,
+        ] {
+            raise(sig).expect("raise");
+        }
+        assert_eq!(
+            s.pending(),
+            [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2]
+        );
+        assert!(s.pending().is_empty());
+        assert_eq!(s.wait(Some(Instant::now())), None);
+        raise(Signal::SIGTERM).expect("raise");
+        assert_eq!(s.wait(None), Some(Signal::SIGTERM));
+        let t0 = Instant::now();
+        assert_eq!(s.wait(Some(t0 + Duration::from_millis(30))), None);
+        assert!(t0.elapsed() >= Duration::from_millis(30), "woke early");
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl Supervisor {
         let probe_children = ProbeChildren::default();
         if let Some(spec) = config.probe.clone() {
             // Only the drill needs waking on each result; a plain run reads the status lazily.
-            let waker = drill_after.and_then(|_| signals.waker());
+            let waker = drill_after.map(|_| signals.waker());
             Checker::new(&config, spec, status.clone(), probe_children.clone(), waker).start();
         }
         let drain = Drain::new(config.drain_timeout, config.drain_delay, config.stop_signal);
@@ -234,7 +234,12 @@ impl Supervisor {
     fn run(&mut self) -> u8 {
         loop {
             let wake_at = self.next_deadline();
-            for sig in self.signals.wait(wake_at) {
+            if let Some(sig) = self.signals.wait(wake_at) {
+                self.on_signal(sig);
+            }
+            // Everything else pending, so a flood of one signal cannot starve another: the
+            // kernel always hands out the lowest pending signal first.
+            for sig in self.signals.pending() {
                 self.on_signal(sig);
             }
             self.reap();

@@ -1,13 +1,15 @@
-//! The only unsafe code in vigil: two libc calls nix cannot make for us.
+//! The only unsafe code in vigil: three libc calls nix cannot make for us.
 //!
 //! - `waitpid` returning the raw status: nix turns the status into a `Signal` and fails on
 //!   real-time signals, after the child is already reaped, so its status would be lost.
+//! - `sigtimedwait`: nix has only `sigwait`, which cannot time out.
 //! - the app's signal reset and terminal hand-off, between fork and exec.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::time::Duration;
 
 /// One `waitpid(-1, WNOHANG)`. `Ok(Some((pid, status)))` for a reaped child, `Ok(None)` when
 /// children exist but none has exited, `Err(ECHILD)` when there are no children at all.
@@ -28,6 +30,24 @@ pub fn wait_any_nohang() -> io::Result<Option<(i32, i32)>> {
             }
         }
     }
+}
+
+/// One `sigtimedwait` on `set` (already blocked): the signal number taken from the pending set,
+/// or `None` when `timeout` passed first or a stop/continue or tracer interrupted the wait.
+/// `timeout: None` waits for as long as it takes.
+pub fn sigtimedwait(set: &libc::sigset_t, timeout: Option<Duration>) -> Option<i32> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().try_into().unwrap_or(i32::MAX.into()),
+        // Below 1e9 by construction, so it fits every c_long.
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `set` and `ts` are valid for the duration of the call; a null siginfo pointer is
+    // allowed (the number is the return value) and a null timeout means no timeout.
+    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), ts_ptr) };
+    (sig > 0).then_some(sig)
 }
 
 /// Gives the app a clean signal state, and the terminal when it is to have it.
