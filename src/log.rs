@@ -28,6 +28,16 @@ impl Level {
         }
     }
 
+    /// The name in capitals, padded to five characters (text lines).
+    fn padded_upper(self) -> &'static str {
+        match self {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN ",
+            Level::Info => "INFO ",
+            Level::Debug => "DEBUG",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Level::Error => "error",
@@ -71,23 +81,48 @@ pub fn enabled(level: Level) -> bool {
 
 /// Logs `msg` with its facts as fields. `fields` are (name, value) pairs; use `serde_json::json!`.
 pub fn log(level: Level, msg: &str, fields: &[(&str, Value)]) {
-    let (format, max) = config();
-    if level > max {
+    if level > config().1 {
         return;
     }
-    // One buffer per thread, reused: no allocation churn per line on the signal path.
+    write_line(SystemTime::now(), level, msg, fields);
+}
+
+/// Renders and writes one line in one `write(2)`.
+fn write_line(at: SystemTime, level: Level, msg: &str, fields: &[(&str, Value)]) {
+    // One buffer per thread for the line and one for its time, reused: no allocation per line.
     LINE.with(|buf| {
-        let Ok(mut line) = buf.try_borrow_mut() else {
+        let Ok(mut bufs) = buf.try_borrow_mut() else {
             return;
         };
+        let (line, ts) = &mut *bufs;
         line.clear();
-        render_into(&mut line, format, &now_rfc3339(), level, msg, fields);
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        append_line(line, ts, at, level, msg, fields);
+        write_out(line);
     });
 }
 
+/// Renders one line onto the end of `out`; `ts` is scratch space for its time.
+fn append_line(
+    out: &mut String,
+    ts: &mut String,
+    at: SystemTime,
+    level: Level,
+    msg: &str,
+    fields: &[(&str, Value)],
+) {
+    ts.clear();
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    push_rfc3339(ts, since.as_secs(), since.subsec_millis());
+    render_into(out, config().0, ts, level, msg, fields);
+}
+
+fn write_out(lines: &str) {
+    let _ = std::io::stderr().lock().write_all(lines.as_bytes());
+}
+
 thread_local! {
-    static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+    static LINE: std::cell::RefCell<(String, String)> =
+        std::cell::RefCell::new((String::with_capacity(512), String::with_capacity(32)));
 }
 
 pub fn error(msg: &str, fields: &[(&str, Value)]) {
@@ -145,12 +180,13 @@ fn render_into(
                 }
                 out.push(',');
                 push_json_str(out, k);
-                let _ = write!(out, ":{v}");
+                out.push(':');
+                push_json_value(out, v);
             }
             out.push_str("}\n");
         }
         Format::Text => {
-            let _ = write!(out, "{ts} {:<5} vigil: {msg}", level.name().to_uppercase());
+            let _ = write!(out, "{ts} {} vigil: {msg}", level.padded_upper());
             for (k, v) in fields {
                 let _ = write!(out, " {k}=");
                 match v {
@@ -172,45 +208,129 @@ fn render_into(
     }
 }
 
-/// Appends `s` as a JSON string literal.
+/// Appends `s` as a JSON string literal. Runs without escapes are copied whole: every byte
+/// that needs one is ASCII, and ASCII bytes are always char boundaries in UTF-8.
 fn push_json_str(out: &mut String, s: &str) {
-    use std::fmt::Write as _;
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !NEEDS_ESCAPE[usize::from(b)] {
+            continue;
+        }
+        out.push_str(s.get(plain..i).unwrap_or_default());
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
             }
-            c => out.push(c),
+        }
+        plain = i + 1;
+    }
+    out.push_str(s.get(plain..).unwrap_or_default());
+    out.push('"');
+}
+
+/// The bytes `push_json_str` escapes: `"`, `\`, the C0 controls and DEL.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[0x7f] = true;
+    t
+};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends a field's value: strings, integers, booleans and null directly (every field vigil
+/// logs on a hot path is one of those); floats, arrays and objects through serde_json.
+fn push_json_value(out: &mut String, v: &Value) {
+    use std::fmt::Write as _;
+    match v {
+        Value::String(s) => push_json_str(out, s),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Null => out.push_str("null"),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => push_uint(out, u, 1),
+            (None, Some(i)) => {
+                out.push('-');
+                push_uint(out, i.unsigned_abs(), 1);
+            }
+            _ => {
+                let _ = write!(out, "{n}");
+            }
+        },
+        other => {
+            let _ = write!(out, "{other}");
         }
     }
-    out.push('"');
 }
 
-/// Now as RFC 3339 in UTC with milliseconds: `2026-11-21T23:53:42.123Z`.
-pub fn now_rfc3339() -> String {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339(since.as_secs(), since.subsec_millis())
+/// Appends `n` in decimal, zero-padded to at least `width` digits.
+fn push_uint(out: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    let width = width.clamp(1, digits.len());
+    while n > 0 || digits.len() - start < width {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    // Only ASCII digits were written, so this is always valid UTF-8.
+    out.push_str(std::str::from_utf8(digits.get(start..).unwrap_or_default()).unwrap_or_default());
 }
 
-/// Formats seconds since the Unix epoch; the civil date uses Howard Hinnant's days-to-date.
-pub fn rfc3339(secs: u64, millis: u32) -> String {
+/// Seconds since the Unix epoch as RFC 3339 in UTC with milliseconds:
+/// `2026-11-21T23:53:42.123Z`.
+#[cfg(test)]
+pub(crate) fn rfc3339(secs: u64, millis: u32) -> String {
+    let mut out = String::with_capacity(24);
+    push_rfc3339(&mut out, secs, millis);
+    out
+}
+
+/// Appends `rfc3339(secs, millis)`; the civil date uses Howard Hinnant's days-to-date.
+fn push_rfc3339(out: &mut String, secs: u64, millis: u32) {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let mut ts = *b"0000-00-00T00:00:00.000Z";
+    // Years before 0 cannot come from a u64 of seconds; past 9999 they get more digits.
+    let year = y.unsigned_abs();
+    for (range, n) in [
+        (0..4, year),
+        (5..7, u64::from(m)),
+        (8..10, u64::from(d)),
+        (11..13, rem / 3600),
+        (14..16, (rem % 3600) / 60),
+        (17..19, rem % 60),
+        (20..23, u64::from(millis)),
+    ] {
+        let mut n = n;
+        for digit in ts[range].iter_mut().rev() {
+            *digit = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    }
+    // Only ASCII was written.
+    let ts = std::str::from_utf8(&ts).unwrap_or_default();
+    if year > 9999 {
+        push_uint(out, year, 4);
+        out.push_str(ts.get(4..).unwrap_or_default());
+    } else {
+        out.push_str(ts);
+    }
 }
 
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -231,6 +351,65 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The hand-written renderer agrees with serde_json: integers byte for byte at every edge,
+    /// everything else as parsed JSON.
+    #[test]
+    fn field_values_match_serde() {
+        for v in [
+            json!(0),
+            json!(7),
+            json!(-1),
+            json!(i64::MIN),
+            json!(i64::MAX),
+            json!(u64::MAX),
+            json!(1_000_000_007u64),
+        ] {
+            let mut out = String::new();
+            push_json_value(&mut out, &v);
+            assert_eq!(out, v.to_string());
+        }
+        for v in [
+            json!(0.5),
+            json!(9.0),
+            json!(true),
+            json!(false),
+            json!(null),
+            json!("a \"b\" \\ \u{8}\u{c}\u{0} ✓"),
+            json!(["x", 1, null]),
+            json!({"k": [1.5, "\n"]}),
+        ] {
+            let mut out = String::new();
+            push_json_value(&mut out, &v);
+            assert_eq!(serde_json::from_str::<Value>(&out).expect(&out), v);
+        }
+        let mut out = String::new();
+        push_uint(&mut out, 5, 3);
+        push_uint(&mut out, 12_345, 2);
+        push_uint(&mut out, 0, 1);
+        assert_eq!(out, "005123450");
+    }
+
+    /// The digit-by-digit timestamp equals the `format!` one it replaced, up to the year 29999.
+    #[test]
+    fn timestamps_match_format() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..100_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let (secs, ms) = (x % (3 * 253_402_300_800), (x >> 40) as u32 % 1000);
+            let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+            let rem = secs % 86_400;
+            let want = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+                rem / 3600,
+                (rem % 3600) / 60,
+                rem % 60
+            );
+            assert_eq!(rfc3339(secs, ms), want);
+        }
+    }
+
     #[test]
     fn timestamps() {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
@@ -238,6 +417,7 @@ mod tests {
         assert_eq!(rfc3339(1_795_305_222, 123), "2026-11-21T23:53:42.123Z");
         assert_eq!(rfc3339(4_107_542_399, 999), "2100-02-28T23:59:59.999Z");
         assert_eq!(rfc3339(253_402_300_799, 0), "9999-12-31T23:59:59.000Z");
+        assert_eq!(rfc3339(253_402_300_800, 1), "10000-01-01T00:00:00.001Z");
     }
 
     #[test]
