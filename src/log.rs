@@ -80,7 +80,9 @@ pub fn enabled(level: Level) -> bool {
 }
 
 /// Logs `msg` with its facts as fields. `fields` are (name, value) pairs; use `serde_json::json!`.
+/// Lines this thread deferred with `later` are written first, so its lines stay in order.
 pub fn log(level: Level, msg: &str, fields: &[(&str, Value)]) {
+    flush();
     if level > config().1 {
         return;
     }
@@ -120,9 +122,107 @@ fn write_out(lines: &str) {
     let _ = std::io::stderr().lock().write_all(lines.as_bytes());
 }
 
+/// A write(2) of at most this many bytes to a pipe is never split, so whole lines from
+/// different threads cannot interleave inside each other.
+const PIPE_BUF: usize = 4096;
+
+/// A field value for `later`: copied when the line is taken down, turned into JSON when it is
+/// written.
+#[derive(Debug, Clone, Copy)]
+pub enum Lazy {
+    Str(&'static str),
+    Int(i64),
+}
+
+impl Lazy {
+    fn value(self) -> Value {
+        match self {
+            Lazy::Str(s) => Value::from(s),
+            Lazy::Int(n) => Value::from(n),
+        }
+    }
+}
+
+/// A line taken down by `later`, written by `flush`.
+struct Deferred {
+    at: SystemTime,
+    level: Level,
+    msg: &'static str,
+    fields: [(&'static str, Lazy); 3],
+}
+
+/// At most this many deferred lines are held; one more writes them all first.
+const MAX_DEFERRED: usize = 64;
+
 thread_local! {
     static LINE: std::cell::RefCell<(String, String)> =
         std::cell::RefCell::new((String::with_capacity(512), String::with_capacity(32)));
+    static DEFERRED: std::cell::RefCell<Vec<Deferred>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Logs like `log`, stamped now, but renders and writes the line only at this thread's next
+/// `flush` or next line, whichever comes first. For the signal path: the app's handler gets
+/// the CPU before vigil formats and writes (on a one-CPU container the app otherwise waits for
+/// vigil to block again). Takes no lock and, after the first call, allocates nothing.
+pub fn later(level: Level, msg: &'static str, fields: [(&'static str, Lazy); 3]) {
+    if level > config().1 {
+        return;
+    }
+    let full = DEFERRED.with(|d| {
+        let Ok(mut d) = d.try_borrow_mut() else {
+            return false;
+        };
+        if d.capacity() == 0 {
+            d.reserve_exact(MAX_DEFERRED);
+        }
+        d.push(Deferred {
+            at: SystemTime::now(),
+            level,
+            msg,
+            fields,
+        });
+        d.len() >= MAX_DEFERRED
+    });
+    if full {
+        flush();
+    }
+}
+
+/// Writes this thread's deferred lines, oldest first, each with the time it was logged at.
+pub fn flush() {
+    // Several lines per write(2), whole lines only and at most PIPE_BUF bytes unless one line
+    // alone is longer: a burst of forwards costs one system call per few dozen lines.
+    LINE.with(|buf| {
+        let Ok(mut bufs) = buf.try_borrow_mut() else {
+            return;
+        };
+        let (batch, ts) = &mut *bufs;
+        batch.clear();
+        flush_with(|at, level, msg, fields| {
+            let start = batch.len();
+            append_line(batch, ts, at, level, msg, fields);
+            if batch.len() > PIPE_BUF && start > 0 {
+                write_out(batch.get(..start).unwrap_or_default());
+                // `start` is just after a newline: always a char boundary.
+                batch.drain(..start);
+            }
+        });
+        if !batch.is_empty() {
+            write_out(batch);
+        }
+    });
+}
+
+fn flush_with(mut write: impl FnMut(SystemTime, Level, &str, &[(&str, Value)])) {
+    DEFERRED.with(|d| {
+        if let Ok(mut d) = d.try_borrow_mut() {
+            // drain keeps the capacity: the next `later` does not allocate the list again.
+            for l in d.drain(..) {
+                let fields = l.fields.map(|(k, v)| (k, v.value()));
+                write(l.at, l.level, l.msg, &fields);
+            }
+        }
+    });
 }
 
 pub fn error(msg: &str, fields: &[(&str, Value)]) {
@@ -350,6 +450,63 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
+
+    #[test]
+    fn later_lines_wait_for_flush_and_keep_their_stamp() {
+        let before = SystemTime::now();
+        later(
+            Level::Info,
+            "signal forwarded",
+            [
+                ("signal", Lazy::Str("SIGUSR1")),
+                ("pgid", Lazy::Int(42)),
+                ("reason", Lazy::Str("forward")),
+            ],
+        );
+        later(
+            Level::Info,
+            "second",
+            [
+                ("a", Lazy::Int(-1)),
+                ("b", Lazy::Str("")),
+                ("c", Lazy::Int(0)),
+            ],
+        );
+        // Below the default level (info): never taken down.
+        later(
+            Level::Debug,
+            "dropped",
+            [
+                ("a", Lazy::Int(1)),
+                ("b", Lazy::Int(2)),
+                ("c", Lazy::Int(3)),
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        let mut got = Vec::new();
+        flush_with(|at, level, msg, fields| {
+            let since = at.duration_since(UNIX_EPOCH).expect("after 1970");
+            let ts = rfc3339(since.as_secs(), since.subsec_millis());
+            let line = render(Format::Json, ts, level, msg, fields);
+            got.push((at, serde_json::from_str::<Value>(&line).expect("json")));
+        });
+        assert_eq!(got.len(), 2, "{got:?}");
+        let (at, first) = &got[0];
+        // Stamped when taken down, not when written 20 ms later.
+        assert!(*at >= before && at.elapsed().expect("clock") >= Duration::from_millis(20));
+        assert_eq!(first["msg"], "signal forwarded");
+        assert_eq!(first["signal"], "SIGUSR1");
+        assert_eq!(first["pgid"], 42);
+        assert_eq!(first["reason"], "forward");
+        assert_eq!(got[1].1["msg"], "second");
+        assert_eq!(got[1].1["a"], -1);
+        assert_eq!(got[1].1["b"], "");
+        assert!(got[0].0 <= got[1].0);
+        let mut again = 0;
+        flush_with(|_, _, _, _| again += 1);
+        assert_eq!(again, 0, "a flush writes each line once");
+    }
 
     /// The hand-written renderer agrees with serde_json: integers byte for byte at every edge,
     /// everything else as parsed JSON.

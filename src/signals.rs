@@ -12,7 +12,10 @@
 
 use crate::error::Error;
 use crate::sys;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
+use nix::sys::signal::{SigEvent, SigSet, SigevNotify, SigmaskHow, Signal, kill, pthread_sigmask};
+use nix::sys::time::TimeSpec;
+use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
+use nix::time::ClockId;
 use nix::unistd::getpid;
 use std::time::{Duration, Instant};
 
@@ -47,9 +50,11 @@ fn handled() -> SigSet {
     set
 }
 
-/// The blocked set, waited on by the supervisor loop.
+/// The blocked set, waited on by the supervisor loop, and a one-shot timer that raises a
+/// SIGCHLD (a wake-up) without a timeout on every wait.
 pub struct Signals {
     set: SigSet,
+    alarm: Option<Timer>,
 }
 
 /// A handle threads use to wake the supervisor loop.
@@ -73,7 +78,23 @@ impl Signals {
                 errno,
             }
         })?;
-        Ok(Signals { set })
+        // Without a timer (timer_create refused), the loop uses a deadline instead.
+        let wake = SigEvent::new(SigevNotify::SigevSignal {
+            signal: Signal::SIGCHLD,
+            si_value: 0,
+        });
+        let alarm = Timer::new(ClockId::CLOCK_MONOTONIC, wake).ok();
+        Ok(Signals { set, alarm })
+    }
+
+    /// Wakes the loop once, `after` from now (replacing an earlier such wake-up). False when
+    /// there is no timer: then the caller must pass the time to `wait` as a deadline.
+    pub fn wake_in(&mut self, after: Duration) -> bool {
+        let Some(alarm) = self.alarm.as_mut() else {
+            return false;
+        };
+        let at = Expiration::OneShot(TimeSpec::from_duration(after));
+        alarm.set(at, TimerSetTimeFlags::empty()).is_ok()
     }
 
     pub fn waker(&self) -> Waker {

@@ -9,7 +9,7 @@ use crate::drain::{Action, Drain, Trigger};
 use crate::drill::{self, Drill, Outcome};
 use crate::error::Error;
 use crate::health;
-use crate::log;
+use crate::log::{self, Lazy};
 use crate::privileges;
 use crate::procs;
 use crate::reaper;
@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 const SWEEP_EVERY: Duration = Duration::from_millis(20);
 /// The most one subreaper sweep spends rescanning /proc for processes forked during it.
 const SWEEP_BUDGET: Duration = Duration::from_millis(50);
+/// How long a forwarded signal's bookkeeping (its log line, a look at other pending signals,
+/// the reap) may wait behind the forward; see `Supervisor::run`.
+const CATCH_UP: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -51,6 +54,10 @@ pub struct Supervisor {
     app_exited_itself: bool,
     /// `vigil drill`: vigil sends the SIGTERM itself and reports.
     drill: Option<Drill>,
+    /// When the bookkeeping skipped by a forward's fast path is due, if any is owed.
+    catch_up: Option<Instant>,
+    /// Whether a timer (rather than a deadline of the wait) wakes the loop for it.
+    catch_up_timed: bool,
 }
 
 /// Runs `vigil [OPTIONS] -- COMMAND` and returns vigil's exit status.
@@ -227,21 +234,48 @@ impl Supervisor {
             gave_up: false,
             app_exited_itself: false,
             drill,
+            catch_up: None,
+            catch_up_timed: false,
         }))
     }
 
     /// The loop: deadline, wait, dispatch, reap, act on what is due, maybe finish.
+    ///
+    /// A forwarded signal takes a fast path: the kill, then straight back to the wait, so on a
+    /// one-CPU container the app's handler runs before vigil's bookkeeping rather than after it.
+    /// That bookkeeping (the line "signal forwarded", other pending signals, the reap) is owed
+    /// for at most `CATCH_UP`: the next wake-up that is not a forward within it, or its
+    /// deadline, pays it. Every other pending signal is taken there, so a flood of one signal
+    /// cannot starve SIGTERM for longer than that.
     fn run(&mut self) -> u8 {
         loop {
             let wake_at = self.next_deadline();
-            if let Some(sig) = self.signals.wait(wake_at) {
-                self.on_signal(sig);
+            match self.signals.wait(wake_at) {
+                Some(sig) if FORWARDED.contains(&sig) => {
+                    self.forward(sig, "forward");
+                    let now = Instant::now();
+                    let due = match self.catch_up {
+                        Some(due) => due,
+                        None => {
+                            self.catch_up = Some(now + CATCH_UP);
+                            self.catch_up_timed = self.signals.wake_in(CATCH_UP);
+                            now + CATCH_UP
+                        }
+                    };
+                    if now < due {
+                        continue;
+                    }
+                }
+                Some(sig) => self.on_signal(sig),
+                None => {}
             }
+            self.catch_up = None;
             // Everything else pending, so a flood of one signal cannot starve another: the
             // kernel always hands out the lowest pending signal first.
             for sig in self.signals.pending() {
                 self.on_signal(sig);
             }
+            log::flush();
             self.reap();
             self.drill_step();
             let due = self.drain.due(Instant::now());
@@ -259,7 +293,9 @@ impl Supervisor {
             _ => None,
         };
         let drill = self.drill.as_ref().and_then(Drill::deadline);
-        [self.drain.next_deadline(), sweep, drill]
+        // The catch-up's timer wakes the loop itself: no timeout to arm on every wait.
+        let catch_up = self.catch_up.filter(|_| !self.catch_up_timed);
+        [self.drain.next_deadline(), sweep, drill, catch_up]
             .into_iter()
             .flatten()
             .min()
@@ -363,14 +399,16 @@ impl Supervisor {
     }
 
     /// Sends `sig` to the app's process group (its pgid is its pid).
-    fn forward(&self, sig: Signal, reason: &str) {
+    fn forward(&self, sig: Signal, reason: &'static str) {
         match killpg(self.app, sig) {
-            Ok(()) => log::info(
+            // Written once vigil has waited again (`run`), stamped with the time of the kill.
+            Ok(()) => log::later(
+                log::Level::Info,
                 "signal forwarded",
-                &[
-                    ("signal", json!(sig.as_str())),
-                    ("pgid", json!(self.app.as_raw())),
-                    ("reason", json!(reason)),
+                [
+                    ("signal", Lazy::Str(sig.as_str())),
+                    ("pgid", Lazy::Int(self.app.as_raw().into())),
+                    ("reason", Lazy::Str(reason)),
                 ],
             ),
             Err(errno) => not_delivered(sig, "pgid", self.app.as_raw(), errno),
@@ -478,6 +516,7 @@ impl Supervisor {
 
 fn exiting(code: u8) -> u8 {
     log::info("exiting", &[("code", json!(code))]);
+    log::flush(); // lines below the log level are dropped, but a deferred one never is
     code
 }
 

@@ -20,6 +20,7 @@ both_modes!(
     app_process_group,
     only_given_fds,
     forwarding,
+    forwarded_line_keeps_its_place,
     tty_foreground,
     logs_are_json,
 );
@@ -287,6 +288,53 @@ fn forwarding(mode: Mode) {
             .any(|l| l.ends_with(" TERM") || l.ends_with(" INT")),
         "{}",
         v.dump()
+    );
+}
+
+/// A forward's log line is written after the forward (once vigil has waited again), stamped
+/// with the time of the kill: it still comes before the lines of what happened next, and no
+/// line's `ts` goes backwards. With nothing else happening it is written within the catch-up
+/// (20 ms; the bound here is wide for a loaded machine).
+fn forwarded_line_keeps_its_place(mode: Mode) {
+    let app = "trap 'echo usr1' USR1; trap : USR2; trap 'echo term; exit 0' TERM; echo ready; \
+               while :; do sleep 0.05; done";
+    let mut v = vigil(&["--", "sh", "-c", app]).start(mode);
+    v.wait_for_line("ready", CEILING);
+    let t0 = v.signal(Signal::SIGUSR1);
+    v.wait_for_log("signal forwarded", |l| l["signal"] == "SIGUSR1", CEILING);
+    let alone = t0.elapsed();
+    v.wait_for_line("usr1", CEILING);
+    v.signal(Signal::SIGUSR2);
+    v.signal(Signal::SIGTERM);
+    assert_eq!(v.wait_exit(CEILING).code, 0, "{}", v.dump());
+    let logs = v.logs();
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        logs.iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("missing line\n{}", v.dump()))
+    };
+    let usr2 = at(&|l| l["msg"] == "signal forwarded" && l["signal"] == "SIGUSR2");
+    let drain = at(&|l| l["msg"] == "drain started");
+    let term = at(&|l| l["msg"] == "signal forwarded" && l["signal"] == "SIGTERM");
+    let exited = at(&|l| l["msg"] == "app exited");
+    assert!(
+        usr2 < drain && drain < term && term < exited,
+        "{}",
+        v.dump()
+    );
+    assert_eq!(logs[term]["reason"], "drain");
+    let ts: Vec<&str> = logs.iter().filter_map(|l| l["ts"].as_str()).collect();
+    assert_eq!(ts.len(), logs.len());
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
+    assert!(
+        alone < secs(1.0),
+        "the line came {alone:?} after the signal"
+    );
+    eprintln!(
+        "FIGURE forwarded_line_keeps_its_place/{}: a lone forward's line written {:.1} ms after \
+         the signal (the test polls every few ms)",
+        mode.name(),
+        alone.as_secs_f64() * 1e3
     );
 }
 
