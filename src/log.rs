@@ -104,13 +104,13 @@ fn write_line(at: SystemTime, level: Level, msg: &str, fields: &[(&str, Value)])
 }
 
 /// Renders one line onto the end of `out`; `ts` is scratch space for its time.
-fn append_line(
+fn append_line<F: Field>(
     out: &mut String,
     ts: &mut String,
     at: SystemTime,
     level: Level,
     msg: &str,
-    fields: &[(&str, Value)],
+    fields: &[(&str, F)],
 ) {
     ts.clear();
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -126,19 +126,42 @@ fn write_out(lines: &str) {
 /// different threads cannot interleave inside each other.
 const PIPE_BUF: usize = 4096;
 
-/// A field value for `later`: copied when the line is taken down, turned into JSON when it is
-/// written.
+/// A field value for `later`: copied when the line is taken down, rendered when it is
+/// written, with no allocation either time.
 #[derive(Debug, Clone, Copy)]
 pub enum Lazy {
     Str(&'static str),
     Int(i64),
 }
 
-impl Lazy {
-    fn value(self) -> Value {
-        match self {
-            Lazy::Str(s) => Value::from(s),
-            Lazy::Int(n) => Value::from(n),
+/// A field value as a line renders it.
+pub(crate) trait Field {
+    /// As JSON (the text format uses this too, for any value that is not a plain string).
+    fn push_json(&self, out: &mut String);
+    /// The string, when the value is one.
+    fn as_str(&self) -> Option<&str>;
+}
+
+impl Field for Value {
+    fn push_json(&self, out: &mut String) {
+        push_json_value(out, self);
+    }
+    fn as_str(&self) -> Option<&str> {
+        Value::as_str(self)
+    }
+}
+
+impl Field for Lazy {
+    fn push_json(&self, out: &mut String) {
+        match *self {
+            Lazy::Str(s) => push_json_str(out, s),
+            Lazy::Int(n) => push_int(out, n),
+        }
+    }
+    fn as_str(&self) -> Option<&str> {
+        match *self {
+            Lazy::Str(s) => Some(s),
+            Lazy::Int(_) => None,
         }
     }
 }
@@ -213,13 +236,12 @@ pub fn flush() {
     });
 }
 
-fn flush_with(mut write: impl FnMut(SystemTime, Level, &str, &[(&str, Value)])) {
+fn flush_with(mut write: impl FnMut(SystemTime, Level, &str, &[(&str, Lazy)])) {
     DEFERRED.with(|d| {
         if let Ok(mut d) = d.try_borrow_mut() {
             // drain keeps the capacity: the next `later` does not allocate the list again.
             for l in d.drain(..) {
-                let fields = l.fields.map(|(k, v)| (k, v.value()));
-                write(l.at, l.level, l.msg, &fields);
+                write(l.at, l.level, l.msg, &l.fields);
             }
         }
     });
@@ -240,12 +262,12 @@ pub fn debug(msg: &str, fields: &[(&str, Value)]) {
 
 /// One whole line, newline included.
 #[cfg(test)]
-pub(crate) fn render(
+pub(crate) fn render<F: Field>(
     format: Format,
     ts: String,
     level: Level,
     msg: &str,
-    fields: &[(&str, Value)],
+    fields: &[(&str, F)],
 ) -> String {
     let mut out = String::new();
     render_into(&mut out, format, &ts, level, msg, fields);
@@ -253,13 +275,13 @@ pub(crate) fn render(
 }
 
 /// Appends one whole line, newline included, to `out`.
-fn render_into(
+fn render_into<F: Field>(
     out: &mut String,
     format: Format,
     ts: &str,
     level: Level,
     msg: &str,
-    fields: &[(&str, Value)],
+    fields: &[(&str, F)],
 ) {
     use std::fmt::Write as _;
     match format {
@@ -281,7 +303,7 @@ fn render_into(
                 out.push(',');
                 push_json_str(out, k);
                 out.push(':');
-                push_json_value(out, v);
+                v.push_json(out);
             }
             out.push_str("}\n");
         }
@@ -289,8 +311,8 @@ fn render_into(
             let _ = write!(out, "{ts} {} vigil: {msg}", level.padded_upper());
             for (k, v) in fields {
                 let _ = write!(out, " {k}=");
-                match v {
-                    Value::String(s)
+                match v.as_str() {
+                    Some(s)
                         if !s.is_empty()
                             && !s.contains(|c: char| {
                                 c == ' ' || c == '"' || c == '=' || c.is_control()
@@ -298,9 +320,7 @@ fn render_into(
                     {
                         out.push_str(s)
                     }
-                    other => {
-                        let _ = write!(out, "{other}");
-                    }
+                    _ => v.push_json(out),
                 }
             }
             out.push('\n');
@@ -363,10 +383,7 @@ fn push_json_value(out: &mut String, v: &Value) {
         Value::Null => out.push_str("null"),
         Value::Number(n) => match (n.as_u64(), n.as_i64()) {
             (Some(u), _) => push_uint(out, u, 1),
-            (None, Some(i)) => {
-                out.push('-');
-                push_uint(out, i.unsigned_abs(), 1);
-            }
+            (None, Some(i)) => push_int(out, i),
             _ => {
                 let _ = write!(out, "{n}");
             }
@@ -375,6 +392,13 @@ fn push_json_value(out: &mut String, v: &Value) {
             let _ = write!(out, "{other}");
         }
     }
+}
+
+fn push_int(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    push_uint(out, n.unsigned_abs(), 1);
 }
 
 /// Appends `n` in decimal, zero-padded to at least `width` digits.
@@ -506,6 +530,32 @@ mod tests {
         let mut again = 0;
         flush_with(|_, _, _, _| again += 1);
         assert_eq!(again, 0, "a flush writes each line once");
+    }
+
+    /// A deferred line renders exactly as the same line logged with JSON values.
+    #[test]
+    fn lazy_fields_render_like_values() {
+        let lazy = [
+            ("signal", Lazy::Str("SIGUSR1")),
+            ("pgid", Lazy::Int(-42)),
+            ("reason", Lazy::Str("a \"b\"=\n")),
+            ("n", Lazy::Int(i64::MIN)),
+            ("e", Lazy::Str("")),
+        ];
+        let values: Vec<(&str, Value)> = lazy
+            .iter()
+            .map(|(k, v)| match *v {
+                Lazy::Str(s) => (*k, json!(s)),
+                Lazy::Int(n) => (*k, json!(n)),
+            })
+            .collect();
+        for format in [Format::Json, Format::Text] {
+            let ts = || "2026-11-22T00:00:00.000Z".to_string();
+            assert_eq!(
+                render(format, ts(), Level::Info, "m", &lazy),
+                render(format, ts(), Level::Info, "m", &values)
+            );
+        }
     }
 
     /// The hand-written renderer agrees with serde_json: integers byte for byte at every edge,
