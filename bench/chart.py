@@ -188,7 +188,7 @@ def panel(c, x, y, w, h, title, bars, unit, fmt, target=None, target_label="", s
     c.rect(x, y, w, h, (248, 249, 251))
     c.text(x + 12, y + 10, title, INK, 2)
     if status:
-        col = GREEN if status == "PASS" else RED if status == "MISS" else GREY
+        col = GREEN if status == "PASS" else RED if status == "MISS" else GREY  # TIE, n/a: grey
         sw = Canvas.text_width(status, 2)
         c.rect(x + w - sw - 22, y + 6, sw + 12, 26, col)
         c.text(x + w - sw - 16, y + 11, status, (255, 255, 255), 2)
@@ -233,7 +233,7 @@ def render(R, targets, path):
     def series(metric, key, scale=1.0, sub=None):
         out = []
         for n in names:
-            d = R[metric].get(n, {}) if isinstance(R[metric], dict) else {}
+            d = R.get(metric, {}).get(n, {}) if isinstance(R.get(metric), dict) else {}
             if sub is not None:
                 d = d.get(sub, {})
             v = d.get(key) if isinstance(d, dict) else None
@@ -259,8 +259,8 @@ def render(R, targets, path):
     panels.append(dict(title="SIGTERM to exit", unit="us, median",
                        bars=series("sigterm", "median_us"), fmt=lambda v: f"{v:,.0f} us",
                        target=1000, target_label="< 1 ms", status=st("SIGTERM")))
-    panels.append(dict(title="Signal forwarding", unit="us, median, kill to app handler",
-                       bars=series("forward", "median_us"), fmt=lambda v: f"{v:,.1f} us",
+    panels.append(dict(title="Signal forwarding (one CPU)", unit="us, median, kill to app handler",
+                       bars=series("forward_pinned", "median_us"), fmt=lambda v: f"{v:,.1f} us",
                        target_label="<= best peer", status=st("forwarding")))
     panels.append(dict(title="Idle wake-ups", unit=f"per s over {R['params']['idle_s']} s",
                        bars=series("idle", "wakeups_per_s"), fmt=lambda v: f"{v:.2f}/s",
@@ -298,6 +298,6 @@ def render(R, targets, path):
         py = 70 + (i // 2) * (PH + GAP)
         panel(c, px, py, PW, PH, p["title"], p["bars"], p["unit"], p["fmt"], p.get("target"),
               p.get("target_label", ""), p.get("status"), p.get("all_vigil", False))
-    c.text(14, H - 28, "orange: vigil; grey: peers; dashed red line: the target; PASS/MISS as in BENCHMARKS.md",
+    c.text(14, H - 28, "orange: vigil; grey: peers; dashed red line: the target; PASS/MISS/TIE as in BENCHMARKS.md",
            (90, 90, 90), 2)
     c.png(path)
