@@ -21,6 +21,7 @@ both_modes!(
     only_given_fds,
     forwarding,
     forwarded_line_keeps_its_place,
+    drain_forward_line_is_not_held,
     tty_foreground,
     logs_are_json,
 );
@@ -335,6 +336,29 @@ fn forwarded_line_keeps_its_place(mode: Mode) {
          the signal (the test polls every few ms)",
         mode.name(),
         alone.as_secs_f64() * 1e3
+    );
+}
+
+/// The drain's own forward (SIGTERM on to the app once the delay is over) is logged before
+/// vigil waits again, not held until the next event: here that would be the deadline, 3 s on.
+fn drain_forward_line_is_not_held(mode: Mode) {
+    let app = "trap '' TERM; echo ready; exec sleep 100";
+    let flags = ["--drain-delay", "0.5", "--drain-timeout", "3"];
+    let mut v = vigil(&[&flags[..], &["--", "sh", "-c", app]].concat()).start(mode);
+    v.wait_for_line("ready", CEILING);
+    let t0 = v.signal(Signal::SIGTERM);
+    v.wait_for_log("signal forwarded", |l| l["reason"] == "drain", CEILING);
+    let took = t0.elapsed();
+    // Ctrl-C after the drain began moves the deadline to now: the test need not wait 3 s.
+    v.signal(Signal::SIGINT);
+    assert_eq!(v.wait_exit(CEILING).code, 137, "{}", v.dump());
+    assert!(
+        took >= secs(0.5),
+        "forwarded before the delay was over: {took:?}"
+    );
+    assert!(
+        took < secs(1.5),
+        "the drain's forward was logged {took:?} after SIGTERM"
     );
 }
 
