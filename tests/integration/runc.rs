@@ -870,11 +870,12 @@ fn spec_uid(user: &str) -> u32 {
 }
 
 /// Orphans re-parented to vigil are reaped. The negative control runs the same fixture with
-/// `sleep` as PID 1 and sees the zombies pile up.
+/// `sleep` as PID 1 and sees the zombies pile up. The app outlives any wait here (each
+/// container is ended by the test), so a slow `runc state` under load cannot find it gone.
 #[test]
 fn orphans_leave_no_zombies() {
     let host = host_or_skip!("runc::orphans_leave_no_zombies");
-    let script = "for i in 1 2 3 4 5; do (sleep 0.1 &); done; echo ready; exec sleep 5";
+    let script = "for i in 1 2 3 4 5; do (sleep 0.1 &); done; echo ready; exec sleep 60";
 
     let control = Container::start(host, Spec::new(&["sh", "-c", script]));
     control.wait_stdout("ready");
@@ -892,7 +893,7 @@ fn orphans_leave_no_zombies() {
     let mut c = Container::start(host, Spec::vigil(&[], script));
     c.wait_stdout("ready");
     let vigil = c.host_pid();
-    // The five sleeps finish after 0.1 s; then only the app (`sleep 5`) is left, no zombie.
+    // The five sleeps finish after 0.1 s; then only the app (`sleep 60`) is left, no zombie.
     let mut seen = Vec::new();
     let reaped = poll_until(Duration::from_secs(4), || {
         seen = descendants(vigil);
