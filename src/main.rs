@@ -1,6 +1,7 @@
 //! vigil: a tiny PID 1 for containers. `main` only dispatches and maps the outcome to an exit
 //! status; the lifecycle lives in `supervisor.rs`.
 
+mod catch_up;
 mod checker;
 mod cli;
 mod drain;

@@ -11,12 +11,14 @@
 //! stray one costs a `waitpid` that finds nothing.
 
 use crate::error::Error;
+use crate::log;
 use crate::sys;
 use nix::sys::signal::{SigEvent, SigSet, SigevNotify, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::sys::time::TimeSpec;
 use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
 use nix::time::ClockId;
 use nix::unistd::getpid;
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// Passed on to the app's process group as they come (contract, "What vigil does" 5).
@@ -97,6 +99,17 @@ impl Signals {
         alarm.set(at, TimerSetTimeFlags::empty()).is_ok()
     }
 
+    /// Cancels `wake_in`'s wake-up. The caller reaps right after: a timer's SIGCHLD still
+    /// queued now may be dropped by the kernel (a re-armed or cancelled timer's queued signal
+    /// is stale since Linux 6.13), and a child's SIGCHLD sent while it was queued merged into it.
+    pub fn disarm(&mut self) {
+        if let Some(alarm) = self.alarm.as_mut() {
+            // A zero one-shot disarms; failing leaves one stray wake-up, nothing worse.
+            let off = Expiration::OneShot(TimeSpec::from_duration(Duration::ZERO));
+            let _ = alarm.set(off, TimerSetTimeFlags::empty());
+        }
+    }
+
     pub fn waker(&self) -> Waker {
         Waker
     }
@@ -107,7 +120,7 @@ impl Signals {
         // The kernel's timer never fires early and counts from after this `now`, so after a
         // timeout the deadline has passed and the loop does not spin.
         let timeout = deadline.map(|at| at.saturating_duration_since(Instant::now()));
-        let n = sys::sigtimedwait(self.set.as_ref(), timeout)?;
+        let n = checked(sys::sigtimedwait(self.set.as_ref(), timeout))?;
         Signal::try_from(n).ok()
     }
 
@@ -116,13 +129,30 @@ impl Signals {
     pub fn pending(&self) -> Vec<Signal> {
         let mut left = self.set;
         let mut got = Vec::new();
-        while let Some(n) = sys::sigtimedwait(left.as_ref(), Some(Duration::ZERO)) {
+        while let Some(n) = checked(sys::sigtimedwait(left.as_ref(), Some(Duration::ZERO))) {
             let Ok(sig) = Signal::try_from(n) else { break };
             left.remove(sig);
             got.push(sig);
         }
         got
     }
+}
+
+/// A wait's result; an error valid arguments never cause is logged once and slowed to one
+/// try per 10 ms, so even then the loop keeps reaping and meeting deadlines without spinning.
+fn checked(got: std::io::Result<Option<i32>>) -> Option<i32> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    got.unwrap_or_else(|e| {
+        if !SAID.swap(true, Ordering::Relaxed) {
+            log::error(
+                "waiting for signals failed",
+                &[("error", json!(e.to_string()))],
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        None
+    })
 }
 
 /// `TERM`, `SIGTERM`, `term` or `15`. Signal 0 is not a signal.

@@ -3,6 +3,7 @@
 //! Start-up can fail (`?`, exit 2, nothing spawned). Once the app runs, nothing leaves the loop as
 //! an error: every failure is logged and the loop carries on, because PID 1 must not die early.
 
+use crate::catch_up::CatchUp;
 use crate::checker::{Checker, ProbeChildren};
 use crate::cli::Config;
 use crate::drain::{Action, Drain, Trigger};
@@ -26,9 +27,6 @@ use std::time::{Duration, Instant};
 const SWEEP_EVERY: Duration = Duration::from_millis(20);
 /// The most one subreaper sweep spends rescanning /proc for processes forked during it.
 const SWEEP_BUDGET: Duration = Duration::from_millis(50);
-/// How long a forwarded signal's bookkeeping (its log line, a look at other pending signals,
-/// the reap) may wait behind the forward; see `Supervisor::run`.
-const CATCH_UP: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -54,10 +52,8 @@ pub struct Supervisor {
     app_exited_itself: bool,
     /// `vigil drill`: vigil sends the SIGTERM itself and reports.
     drill: Option<Drill>,
-    /// When the bookkeeping skipped by a forward's fast path is due, if any is owed.
-    catch_up: Option<Instant>,
-    /// Whether a timer (rather than a deadline of the wait) wakes the loop for it.
-    catch_up_timed: bool,
+    /// The bookkeeping a forward's fast path owes (see `run`).
+    catch_up: CatchUp,
 }
 
 /// Runs `vigil [OPTIONS] -- COMMAND` and returns vigil's exit status.
@@ -234,42 +230,35 @@ impl Supervisor {
             gave_up: false,
             app_exited_itself: false,
             drill,
-            catch_up: None,
-            catch_up_timed: false,
+            catch_up: CatchUp::default(),
         }))
     }
 
     /// The loop: deadline, wait, dispatch, reap, act on what is due, maybe finish.
     ///
-    /// A forwarded signal takes a fast path: the kill, then straight back to the wait, so on a
-    /// one-CPU container the app's handler runs before vigil's bookkeeping rather than after it.
-    /// That bookkeeping (the line "signal forwarded", other pending signals, the reap) is owed
-    /// for at most `CATCH_UP`: the next wake-up that is not a forward within it, or its
-    /// deadline, pays it. Every other pending signal is taken there, so a flood of one signal
-    /// cannot starve SIGTERM for longer than that.
+    /// A forwarded signal takes a fast path: the kill, then straight back to the wait. The
+    /// bookkeeping it skips (its log line, other pending signals, the reap) is paid by the
+    /// next pass, within `catch_up::WITHIN` (see there).
     fn run(&mut self) -> u8 {
         loop {
             let wake_at = self.next_deadline();
             match self.signals.wait(wake_at) {
                 Some(sig) if FORWARDED.contains(&sig) => {
                     self.forward(sig, "forward");
-                    let now = Instant::now();
-                    let due = match self.catch_up {
-                        Some(due) => due,
-                        None => {
-                            self.catch_up = Some(now + CATCH_UP);
-                            self.catch_up_timed = self.signals.wake_in(CATCH_UP);
-                            now + CATCH_UP
-                        }
-                    };
-                    if now < due {
+                    let signals = &mut self.signals;
+                    if self
+                        .catch_up
+                        .forwarded(Instant::now(), |d| signals.wake_in(d))
+                    {
                         continue;
                     }
                 }
                 Some(sig) => self.on_signal(sig),
                 None => {}
             }
-            self.catch_up = None;
+            if self.catch_up.settle() {
+                self.signals.disarm(); // the reap below covers a SIGCHLD lost with its signal
+            }
             // Everything else pending, so a flood of one signal cannot starve another: the
             // kernel always hands out the lowest pending signal first.
             for sig in self.signals.pending() {
@@ -294,12 +283,15 @@ impl Supervisor {
             _ => None,
         };
         let drill = self.drill.as_ref().and_then(Drill::deadline);
-        // The catch-up's timer wakes the loop itself: no timeout to arm on every wait.
-        let catch_up = self.catch_up.filter(|_| !self.catch_up_timed);
-        [self.drain.next_deadline(), sweep, drill, catch_up]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.drain.next_deadline(),
+            sweep,
+            drill,
+            self.catch_up.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// `vigil drill`: once the app is ready (or can no longer be), drain as the platform would.

@@ -33,9 +33,10 @@ pub fn wait_any_nohang() -> io::Result<Option<(i32, i32)>> {
 }
 
 /// One `sigtimedwait` on `set` (already blocked): the signal number taken from the pending set,
-/// or `None` when `timeout` passed first or a stop/continue or tracer interrupted the wait.
-/// `timeout: None` waits for as long as it takes.
-pub fn sigtimedwait(set: &libc::sigset_t, timeout: Option<Duration>) -> Option<i32> {
+/// `Ok(None)` when `timeout` passed first or a stop/continue or tracer interrupted the wait, and
+/// an error only for what valid arguments never cause. `timeout: None` waits for as long as it
+/// takes.
+pub fn sigtimedwait(set: &libc::sigset_t, timeout: Option<Duration>) -> io::Result<Option<i32>> {
     let ts = timeout.map(|t| libc::timespec {
         tv_sec: t.as_secs().try_into().unwrap_or(i32::MAX.into()),
         // Below 1e9 by construction, so it fits every c_long.
@@ -47,7 +48,14 @@ pub fn sigtimedwait(set: &libc::sigset_t, timeout: Option<Duration>) -> Option<i
     // SAFETY: `set` and `ts` are valid for the duration of the call; a null siginfo pointer is
     // allowed (the number is the return value) and a null timeout means no timeout.
     let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), ts_ptr) };
-    (sig > 0).then_some(sig)
+    if sig > 0 {
+        return Ok(Some(sig));
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN | libc::EINTR) => Ok(None),
+        _ => Err(err),
+    }
 }
 
 /// Gives the app a clean signal state, and the terminal when it is to have it.

@@ -3,7 +3,7 @@
 
 use crate::util::{
     CEILING, Mode, Scratch, can_unshare, context_switches, fds, free_port, is_root, poll_until,
-    printer, require, run, secs, status_hex, vigil, wait_until,
+    printer, require, run, secs, status_field, status_hex, vigil, wait_until,
 };
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -22,6 +22,8 @@ both_modes!(
     forwarding,
     forwarded_line_keeps_its_place,
     drain_forward_line_is_not_held,
+    forwarded_line_is_stamped_at_the_kill,
+    forwarding_without_a_timer,
     tty_foreground,
     logs_are_json,
 );
@@ -294,7 +296,8 @@ fn forwarding(mode: Mode) {
 
 /// A forward's log line is written after the forward (once vigil has waited again), stamped
 /// with the time of the kill: it still comes before the lines of what happened next, and no
-/// line's `ts` goes backwards. With nothing else happening it is written within the catch-up
+/// line's `ts` goes backwards. (All lines here come from vigil's main thread; a health or probe
+/// line written meanwhile by another thread may carry a later time than a deferred line.) With nothing else happening it is written within the catch-up
 /// (20 ms; the bound here is wide for a loaded machine).
 fn forwarded_line_keeps_its_place(mode: Mode) {
     let app = "trap 'echo usr1' USR1; trap : USR2; trap 'echo term; exit 0' TERM; echo ready; \
@@ -360,6 +363,63 @@ fn drain_forward_line_is_not_held(mode: Mode) {
         took < secs(1.5),
         "the drain's forward was logged {took:?} after SIGTERM"
     );
+}
+
+/// The deferred line carries the time of the kill, not of its writing ~20 ms later: its `ts`
+/// is no later than the moment the app's handler ran (perl, clock read in the handler, printed
+/// in vigil's own format so the two compare as strings).
+fn forwarded_line_is_stamped_at_the_kill(mode: Mode) {
+    let app = r#"use POSIX qw(strftime); use Time::HiRes qw(time); $| = 1;
+        $SIG{USR1} = sub { my $t = time; my $ms = int($t * 1000);
+            print strftime("got %Y-%m-%dT%H:%M:%S", gmtime(int($ms / 1000))),
+                sprintf(".%03dZ
+", $ms % 1000) };
+        $SIG{TERM} = sub { exit 0 }; print "ready
+"; sleep 1 while 1;"#;
+    let mut v = vigil(&["--", "perl", "-e", app]).start(mode);
+    v.wait_for_line("ready", CEILING);
+    for i in 0..5 {
+        v.signal(Signal::SIGUSR1);
+        let (mut got, mut lines) = (Vec::new(), Vec::new());
+        wait_until("the handler's time and vigil's line", CEILING, || {
+            got = v
+                .stdout()
+                .into_iter()
+                .filter_map(|l| l.strip_prefix("got ").map(String::from))
+                .collect();
+            lines = v.logs_with("signal forwarded");
+            got.len() > i && lines.len() > i
+        });
+        let ts = lines[i]["ts"].as_str().expect("ts");
+        assert!(
+            ts <= got[i].as_str(),
+            "stamped {ts}, after the handler ran at {}",
+            got[i]
+        );
+    }
+    v.signal(Signal::SIGTERM);
+    assert_eq!(v.wait_exit(CEILING).code, 0, "{}", v.dump());
+}
+
+/// Where no timer can be made (here: no queued-signal allowance, so timer_create fails while
+/// kill(2)'s signals still arrive), the catch-up is the wait's own deadline: a lone forward's
+/// line is still written at once.
+fn forwarding_without_a_timer(mode: Mode) {
+    let app = "trap 'echo usr1' USR1; trap 'exit 0' TERM; echo ready; \
+               while :; do sleep 0.05; done";
+    let mut v = vigil(&["--", "sh", "-c", app])
+        .setup("prlimit --pid $$ --sigpending=0 || exit 98")
+        .start(mode);
+    v.wait_for_line("ready", CEILING);
+    let sigq = status_field(v.pid(), "SigQ").expect("SigQ");
+    assert!(sigq.ends_with("/0"), "queued-signal limit not 0: {sigq}");
+    let t0 = v.signal(Signal::SIGUSR1);
+    v.wait_for_log("signal forwarded", |l| l["signal"] == "SIGUSR1", CEILING);
+    let took = t0.elapsed();
+    v.wait_for_line("usr1", CEILING);
+    v.signal(Signal::SIGTERM);
+    assert_eq!(v.wait_exit(CEILING).code, 0, "{}", v.dump());
+    assert!(took < secs(1.0), "the line came {took:?} after the signal");
 }
 
 /// With a terminal on stdin, the app's group is the terminal's foreground group: it reads from
