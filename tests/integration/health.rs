@@ -1341,40 +1341,42 @@ fn probe_subcommand_exit_codes() {
         ok.requests()
     );
 
-    // A server that accepts and never answers: exit 1 at the timeout, not sooner, not much later.
-    let url = silent.url("/healthz");
-    let (code, took, err) = probe_cmd(&[&url, "--timeout", "0.3"]);
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        took >= secs(0.3),
-        "gave up after {took:?}, before --timeout"
-    );
-    assert!(took < secs(1.0) + SLACK, "took {took:?} with --timeout 0.3");
-    // A server that trickles an endless status line: the deadline covers the read too.
+    // Each fails (exit 1) no sooner than its timeout, if it waits for one, and within a bound.
     let trickle = HttpServer::new(Answer::Trickle);
-    let (code, took, err) = probe_cmd(&[&trickle.url("/"), "--timeout", "0.5"]);
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        took >= secs(0.5),
-        "gave up after {took:?}, before --timeout"
-    );
-    assert!(took < secs(1.5) + SLACK, "took {took:?} with --timeout 0.5");
-    // 1 MiB without a line break: refused at the size cap, long before the timeout.
     let flood = HttpServer::new(Answer::Flood);
-    let (code, took, err) = probe_cmd(&[&flood.url("/"), "--timeout", "5"]);
-    assert_eq!(code, 1, "{err}");
-    assert!(took < secs(4.0), "took {took:?}: the answer was not capped");
-    // The default timeout is 1 s.
-    let (code, took, err) = probe_cmd(&[&url]);
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        took >= secs(1.0),
-        "gave up after {took:?}, before the default 1 s"
-    );
-    assert!(
-        took < secs(2.0) + SLACK,
-        "took {took:?} with the default timeout"
-    );
+    let (silent_url, trickle_url, flood_url) =
+        (silent.url("/healthz"), trickle.url("/"), flood.url("/"));
+    let timeouts: [(&str, &[&str], Option<f64>, Duration); 4] = [
+        // Accepts and never answers: exit 1 at the timeout, not sooner, not much later.
+        (
+            "silent",
+            &[&silent_url, "--timeout", "0.3"],
+            Some(0.3),
+            secs(1.0) + SLACK,
+        ),
+        // Trickles an endless status line: the deadline covers the read too.
+        (
+            "trickle",
+            &[&trickle_url, "--timeout", "0.5"],
+            Some(0.5),
+            secs(1.5) + SLACK,
+        ),
+        // 1 MiB without a line break: refused at the size cap, long before the timeout.
+        ("flood", &[&flood_url, "--timeout", "5"], None, secs(4.0)),
+        // The default timeout is 1 s.
+        ("default", &[&silent_url], Some(1.0), secs(2.0) + SLACK),
+    ];
+    for (what, args, floor, ceiling) in timeouts {
+        let (code, took, err) = probe_cmd(args);
+        assert_eq!(code, 1, "{what}: {err}");
+        if let Some(floor) = floor {
+            assert!(
+                took >= secs(floor),
+                "{what}: gave up after {took:?}, before the timeout"
+            );
+        }
+        assert!(took < ceiling, "{what}: took {took:?}, bound {ceiling:?}");
+    }
 }
 
 /// `vigil probe` against vigil's own endpoints, as a HEALTHCHECK uses it: 0 while ready, 1 once

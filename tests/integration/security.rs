@@ -4,8 +4,8 @@
 
 use crate::stress::{assert_logs_valid, http_status, short_dump};
 use crate::util::{
-    CEILING, Mode, descendants, fds, free_port, require_root, stat, status_field, status_hex,
-    status_ids, vigil, wait_until,
+    CEILING, Mode, fds, free_port, require_root, stat, status_field, status_hex, status_ids, vigil,
+    wait_exec_probe, wait_until,
 };
 use nix::sys::signal::Signal;
 
@@ -82,20 +82,14 @@ fn no_root_once_the_app_runs(mode: Mode) {
         http_status(port, "/livez").is_some()
     });
     let me = v.pid();
-    let mut probe = None;
-    wait_until("an exec probe runs", CEILING, || {
-        probe = descendants(me)
-            .into_iter()
-            .find(|&p| p != app.pid && stat(p).is_some_and(|s| s.comm == "sleep" && s.pgrp == p));
-        probe.is_some()
-    });
+    let probe = wait_exec_probe(me, app.pid, "sleep");
     assert_unprivileged("vigil", me);
     assert_unprivileged("app", app.pid);
-    if let Some(p) = probe.filter(|&p| stat(p).is_some()) {
+    if stat(probe).is_some() {
         // It may have finished in between; if it is there, it is unprivileged too.
-        let uid = status_ids(p, "Uid");
+        let uid = status_ids(probe, "Uid");
         assert_eq!(uid, vec![65534; 4], "probe");
-        assert_eq!(status_hex(p, "CapEff"), 0, "probe");
+        assert_eq!(status_hex(probe, "CapEff"), 0, "probe");
     }
     assert_eq!(
         status_field(me, "NoNewPrivs").as_deref(),
@@ -179,15 +173,9 @@ fn app_holds_no_fd_of_vigils(mode: Mode) {
             "vigil fd {fd} -> {t} is not close-on-exec"
         );
     }
-    let mut probe = None;
-    wait_until("an exec probe runs", CEILING, || {
-        probe = descendants(me)
-            .into_iter()
-            .find(|&p| p != app.pid && stat(p).is_some_and(|s| s.comm == "sleep" && s.pgrp == p));
-        probe.is_some()
-    });
+    let probe = wait_exec_probe(me, app.pid, "sleep");
     let mut checked = vec![("app", app.pid)];
-    checked.extend(probe.map(|p| ("probe", p)));
+    checked.push(("probe", probe));
     for (what, pid) in checked {
         let theirs = fd_targets(pid);
         if theirs.is_empty() && stat(pid).is_none() {

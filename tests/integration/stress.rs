@@ -7,8 +7,8 @@
 
 use crate::util::{
     CEILING, LOOP, Mode, ProcRef, SLACK, Scratch, Vigil, descendants, free_port, poll_until,
-    printer, require, secs, sleep_until, stat, status_field, term_ignorer, vigil, wait_until,
-    zombies,
+    printer, require, secs, sleep_until, stat, status_field, term_ignorer, vigil, wait_exec_probe,
+    wait_until, zombies,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -791,14 +791,8 @@ fn term_while_exec_probe_runs(mode: Mode) {
     v.wait_for_line("ready", CEILING);
     let app = v.app();
     let me = v.pid();
-    let mut probe = None;
-    wait_until("the exec probe runs", CEILING, || {
-        probe = descendants(me)
-            .into_iter()
-            .find(|&p| p != app.pid && stat(p).is_some_and(|s| s.comm == "sleep" && s.pgrp == p));
-        probe.is_some()
-    });
-    let probe = ProcRef::of(probe.expect("probe")).expect("running");
+    let probe = wait_exec_probe(me, app.pid, "sleep");
+    let probe = ProcRef::of(probe).expect("running");
     let probe_ns = crate::util::ns_pid_of(probe.pid);
     let t0 = v.signal(Signal::SIGTERM);
     let (gone, code) = finish(&mut v, CEILING);

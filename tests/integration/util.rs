@@ -339,6 +339,19 @@ impl ProcRef {
     }
 }
 
+/// Waits for a running exec probe `comm` below vigil (`me`): a process other than the app that
+/// leads its own group (vigil starts each probe in a group of its own). Its pid.
+pub fn wait_exec_probe(me: i32, app: i32, comm: &str) -> i32 {
+    let mut probe = None;
+    wait_until(&format!("an exec probe {comm} runs"), CEILING, || {
+        probe = descendants(me)
+            .into_iter()
+            .find(|&p| p != app && stat(p).is_some_and(|s| s.comm == comm && s.pgrp == p));
+        probe.is_some()
+    });
+    probe.expect("found")
+}
+
 /// Every flag of the contract's table (`vigil --help` must list them; a deployment sets none).
 pub const FLAGS: [&str; 15] = [
     "--user",
