@@ -405,6 +405,12 @@ fn forwarded_line_is_stamped_at_the_kill(mode: Mode) {
 /// kill(2)'s signals still arrive), the catch-up is the wait's own deadline: a lone forward's
 /// line is still written at once.
 fn forwarding_without_a_timer(mode: Mode) {
+    if !require(
+        can_unshare(),
+        "the namespace's first shell lowers the limit",
+    ) {
+        return;
+    }
     let app = "trap 'echo usr1' USR1; trap 'exit 0' TERM; echo ready; \
                while :; do sleep 0.05; done";
     let mut v = vigil(&["--", "sh", "-c", app])
