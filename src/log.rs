@@ -183,11 +183,11 @@ thread_local! {
     static DEFERRED: std::cell::RefCell<Vec<Deferred>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Logs like `log`, stamped now, but renders and writes the line only at this thread's next
+/// Logs like `log`, stamped `at`, but renders and writes the line only at this thread's next
 /// `flush` or next line, whichever comes first. For the signal path: the app's handler gets
 /// the CPU before vigil formats and writes (on a one-CPU container the app otherwise waits for
 /// vigil to block again). Takes no lock and, after the first call, allocates nothing.
-pub fn later(level: Level, msg: &'static str, fields: [(&'static str, Lazy); 3]) {
+pub fn later(at: SystemTime, level: Level, msg: &'static str, fields: [(&'static str, Lazy); 3]) {
     if level > config().1 {
         return;
     }
@@ -199,7 +199,7 @@ pub fn later(level: Level, msg: &'static str, fields: [(&'static str, Lazy); 3])
             d.reserve_exact(MAX_DEFERRED);
         }
         d.push(Deferred {
-            at: SystemTime::now(),
+            at,
             level,
             msg,
             fields,
@@ -480,6 +480,7 @@ mod tests {
     fn later_lines_wait_for_flush_and_keep_their_stamp() {
         let before = SystemTime::now();
         later(
+            before,
             Level::Info,
             "signal forwarded",
             [
@@ -489,6 +490,7 @@ mod tests {
             ],
         );
         later(
+            SystemTime::now(),
             Level::Info,
             "second",
             [
@@ -499,6 +501,7 @@ mod tests {
         );
         // Below the default level (info): never taken down.
         later(
+            SystemTime::now(),
             Level::Debug,
             "dropped",
             [
@@ -517,8 +520,9 @@ mod tests {
         });
         assert_eq!(got.len(), 2, "{got:?}");
         let (at, first) = &got[0];
-        // Stamped when taken down, not when written 20 ms later.
-        assert!(*at >= before && at.elapsed().expect("clock") >= Duration::from_millis(20));
+        // Stamped with the time given, not when written 20 ms later.
+        assert_eq!(*at, before);
+        assert!(at.elapsed().expect("clock") >= Duration::from_millis(20));
         assert_eq!(first["msg"], "signal forwarded");
         assert_eq!(first["signal"], "SIGUSR1");
         assert_eq!(first["pgid"], 42);

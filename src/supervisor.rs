@@ -21,7 +21,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getegid, geteuid, getpid};
 use serde_json::json;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How often vigil re-sweeps after the SIGKILL, for processes forked mid-sweep.
 const SWEEP_EVERY: Duration = Duration::from_millis(20);
@@ -393,9 +393,12 @@ impl Supervisor {
 
     /// Sends `sig` to the app's process group (its pgid is its pid).
     fn forward(&self, sig: Signal, reason: &'static str) {
+        // Read before the kill: on another CPU the app's handler can run before killpg returns.
+        let at = SystemTime::now();
         match killpg(self.app, sig) {
             // Written once vigil has waited again (`run`), stamped with the time of the kill.
             Ok(()) => log::later(
+                at,
                 log::Level::Info,
                 "signal forwarded",
                 [

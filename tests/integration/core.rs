@@ -369,16 +369,17 @@ fn drain_forward_line_is_not_held(mode: Mode) {
 /// is no later than the moment the app's handler ran (perl, clock read in the handler, printed
 /// in vigil's own format so the two compare as strings).
 fn forwarded_line_is_stamped_at_the_kill(mode: Mode) {
-    let app = r#"use POSIX qw(strftime); use Time::HiRes qw(time); $| = 1;
-        $SIG{USR1} = sub { my $t = time; my $ms = int($t * 1000);
-            print strftime("got %Y-%m-%dT%H:%M:%S", gmtime(int($ms / 1000))),
+    // Integer seconds and microseconds: a float time can round down across a millisecond.
+    let app = r#"use POSIX qw(strftime); use Time::HiRes qw(gettimeofday); $| = 1;
+        $SIG{USR1} = sub { my ($s, $us) = gettimeofday;
+            print strftime("got %Y-%m-%dT%H:%M:%S", gmtime($s)),
                 sprintf(".%03dZ
-", $ms % 1000) };
+", int($us / 1000)) };
         $SIG{TERM} = sub { exit 0 }; print "ready
 "; sleep 1 while 1;"#;
     let mut v = vigil(&["--", "perl", "-e", app]).start(mode);
     v.wait_for_line("ready", CEILING);
-    for i in 0..5 {
+    for i in 0..40 {
         v.signal(Signal::SIGUSR1);
         let (mut got, mut lines) = (Vec::new(), Vec::new());
         wait_until("the handler's time and vigil's line", CEILING, || {
