@@ -2,8 +2,9 @@
 //!
 //! One thread runs a `poll` loop over the listener and its connections, all non-blocking, so no
 //! client can hold the thread: each connection has a deadline to send a whole request head, the
-//! head is capped, the number of connections is capped (the oldest is dropped for a new one), and
-//! a request never runs a probe. Nothing here touches a process.
+//! head is capped, the number of connections is capped (the oldest gives way to a new one once
+//! it has had `GRACE` to speak; until then new clients wait in the listen backlog), and a request
+//! never runs a probe. Nothing here touches a process.
 
 use crate::error::Error;
 use crate::log;
@@ -23,6 +24,10 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_HEAD: usize = 8 * 1024;
 /// Connections held at once; a new one pushes out the oldest.
 const MAX_CONNS: usize = 256;
+/// A held connection is pushed out for a newer one only after this long without a whole head:
+/// a client whose request is on its way is answered, not reset by the connections of a flood
+/// that arrive after it. While every slot is within it, new clients wait in the backlog.
+const GRACE: Duration = Duration::from_millis(100);
 
 /// Binds the listener (close-on-exec, as std opens every socket), before privileges drop.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
@@ -102,14 +107,17 @@ impl Server {
         loop {
             let now = Instant::now();
             self.conns.retain(|c| c.deadline > now);
-            let timeout = match self.conns.iter().map(|c| c.deadline).min() {
+            // Full, and no client past its grace: leave the listener until the first one is.
+            let full_until = self.next_out().map(|(_, at)| at).filter(|&at| at > now);
+            let wake = full_until.or_else(|| self.conns.iter().map(|c| c.deadline).min());
+            let timeout = match wake {
                 None => PollTimeout::NONE,
                 Some(at) => {
                     let ms = at.saturating_duration_since(now).as_millis() + 1;
                     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
                 }
             };
-            let ready = self.wait(timeout);
+            let ready = self.wait(full_until.is_none(), timeout);
             // Serve before accepting: accepting may drop a connection and move indices.
             for (i, r) in ready.iter().skip(1).enumerate().rev() {
                 if *r && i < self.conns.len() && !serve(&mut self.conns[i], &self.status) {
@@ -122,10 +130,16 @@ impl Server {
         }
     }
 
-    /// Polls the listener and every connection; returns which are ready, listener first.
-    fn wait(&self, timeout: PollTimeout) -> Vec<bool> {
+    /// Polls the listener (if `accept`) and every connection; returns which are ready, listener
+    /// first.
+    fn wait(&self, accept: bool, timeout: PollTimeout) -> Vec<bool> {
         let mut fds = Vec::with_capacity(self.conns.len() + 1);
-        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+        let listen = if accept {
+            PollFlags::POLLIN
+        } else {
+            PollFlags::empty()
+        };
+        fds.push(PollFd::new(self.listener.as_fd(), listen));
         for c in &self.conns {
             let want = if c.out.is_empty() {
                 PollFlags::POLLIN
@@ -142,21 +156,33 @@ impl Server {
             .collect()
     }
 
+    /// While every slot is taken: the connection that gives way to a new one (the one that has
+    /// waited longest for a head) and when its grace is over. None while there is room.
+    fn next_out(&self) -> Option<(usize, Instant)> {
+        if self.conns.len() < MAX_CONNS {
+            return None;
+        }
+        let oldest = (0..self.conns.len()).min_by_key(|&i| self.conns[i].deadline)?;
+        let deadline = self.conns[oldest].deadline;
+        let since = deadline.checked_sub(HEAD_TIMEOUT).unwrap_or(deadline);
+        Some((oldest, since + GRACE))
+    }
+
     fn accept_all(&mut self) {
         for _ in 0..64 {
+            let out = match self.next_out() {
+                // Every client still in its grace: the rest wait in the backlog.
+                Some((_, at)) if at > Instant::now() => return,
+                out => out.map(|(i, _)| i),
+            };
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     if stream.set_nonblocking(true).is_err() {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    if self.conns.len() >= MAX_CONNS {
-                        // Oldest deadline first: the client that has waited longest gives way.
-                        if let Some(oldest) =
-                            (0..self.conns.len()).min_by_key(|&i| self.conns[i].deadline)
-                        {
-                            self.conns.swap_remove(oldest);
-                        }
+                    if let Some(oldest) = out {
+                        self.conns.swap_remove(oldest);
                     }
                     self.conns.push(Conn {
                         stream,

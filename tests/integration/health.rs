@@ -1605,6 +1605,82 @@ fn raise_nofile(want: u64) -> u64 {
 /// The two abuse tests (PID 1 and subreaper) would only measure each other on a small machine.
 static ABUSE: Mutex<()> = Mutex::new(());
 
+/// Sockets vigil holds open: its listener and its connections.
+fn sockets_held(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// vigil's connection cap (256) and the grace a held client gets before a newer one may push it
+/// out (100 ms), as in `src/health.rs`.
+const MAX_CONNS: usize = 256;
+const GRACE: Duration = Duration::from_millis(100);
+
+/// A client whose request is on its way is answered, not pushed out by the connections that
+/// arrive after it. Every slot is held by a silent client past its grace; a good client
+/// connects, then 300 more silent ones, and 30 ms after connecting it sends its request: it
+/// gets its 200 (before the grace, vigil reset it once 256 newer ones had come). A round where the test itself took
+/// longer than half the grace to speak proves nothing and is run again.
+#[test]
+fn a_client_is_not_pushed_out_before_it_speaks() {
+    let _serial = ABUSE.lock().unwrap_or_else(|p| p.into_inner());
+    let limit = raise_nofile(4096);
+    if !require(limit >= 1024, "needs an open-file limit of 1024") {
+        return;
+    }
+    let (mut v, port) = start_health(one_mode(), V4, &["--", "sh", "-c", &polite_app()]);
+    let addr = at(V4, port);
+    v.wait_for_line("ready", CEILING);
+    let pid = v.pid();
+    let idle = sockets_held(pid);
+    let connect = || TcpStream::connect_timeout(&addr, secs(3.0)).expect("connect");
+    let mut judged = Vec::new();
+    for _ in 0..6 {
+        // Fill every slot, wait until vigil holds them all, and let their grace run out.
+        let mut silent: Vec<TcpStream> = (0..MAX_CONNS).map(|_| connect()).collect();
+        wait_until("vigil holds every slot", CEILING, || {
+            sockets_held(pid) >= idle + MAX_CONNS
+        });
+        thread::sleep(GRACE + Duration::from_millis(50));
+        let t = Instant::now();
+        let good = connect();
+        silent.extend((0..300).map(|_| connect()));
+        // It speaks 30 ms after connecting, time enough for vigil to take in the 300.
+        crate::util::sleep_until(t + Duration::from_millis(30));
+        let spoke = t.elapsed();
+        let answer = exchange(good, addr, "GET", "/livez", secs(3.0));
+        if spoke < GRACE / 2 {
+            match answer {
+                Ok(r) => assert_eq!(r.code, 200, "{r:?}"),
+                Err(e) => panic!("a client that spoke {spoke:?} after connecting got: {e}"),
+            }
+            judged.push(spoke);
+        }
+        // Close the flood and wait until vigil has let go of it.
+        drop(silent);
+        wait_until("vigil closes the flood", CEILING, || {
+            sockets_held(pid) <= idle
+        });
+        if judged.len() == 3 {
+            break;
+        }
+    }
+    eprintln!("FIGURE a_client_is_not_pushed_out_before_it_speaks: spoke after {judged:?}");
+    assert!(
+        !judged.is_empty(),
+        "the test never opened 300 connections within {:?}: too loaded to judge",
+        GRACE / 2
+    );
+    v.signal(Signal::SIGTERM);
+    assert_eq!(v.wait_exit(CEILING).code, 0, "{}", v.dump());
+}
+
 /// Everything at once: 1,000 concurrent silent connections (topped up as vigil sheds them), a
 /// slow client, 1 MiB heads and garbage in a loop. Meanwhile a well-behaved client gets its 200
 /// within 1 s every time, vigil's RSS stays under 16 MB, vigil keeps running, and a SIGTERM drain
