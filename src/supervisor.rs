@@ -2,31 +2,33 @@
 //!
 //! Start-up can fail (`?`, exit 2, nothing spawned). Once the app runs, nothing leaves the loop as
 //! an error: every failure is logged and the loop carries on, because PID 1 must not die early.
+//!
+//! Beside it: `start` (everything up to the spawn), `kill` (signals to everything left) and
+//! `verdict` (`vigil drill`'s SIGTERM and report).
+
+mod kill;
+mod start;
+mod verdict;
 
 use crate::catch_up::CatchUp;
-use crate::checker::{Checker, ProbeChildren};
+use crate::checker::ProbeChildren;
 use crate::cli::Config;
 use crate::drain::{Action, Drain, Trigger};
-use crate::drill::{self, Drill, Outcome};
+use crate::drill::Drill;
 use crate::error::Error;
-use crate::health;
 use crate::log::{self, Lazy};
-use crate::privileges;
 use crate::procs;
 use crate::reaper;
 use crate::signals::{FORWARDED, Signals};
-use crate::spawn;
-use crate::status::{App, Shared, Status};
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::{Pid, getegid, geteuid, getpid};
+use crate::status::{App, Shared};
+use kill::not_delivered;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use serde_json::json;
-use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How often vigil re-sweeps after the SIGKILL, for processes forked mid-sweep.
 const SWEEP_EVERY: Duration = Duration::from_millis(20);
-/// The most one subreaper sweep spends rescanning /proc for processes forked during it.
-const SWEEP_BUDGET: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -72,20 +74,7 @@ fn run_with(config: Config, drill_after: Option<Duration>) -> u8 {
     log::init(config.log_format, config.log_level);
     match Supervisor::start(config, drill_after) {
         Ok(Ok(mut sup)) => sup.run(),
-        Ok(Err(code)) if drill_after.is_some() => {
-            let report = json!({
-                "ready_s": null,
-                "drain_s": null,
-                "forced_kill": false,
-                "exit_status": code,
-                "app_uid": geteuid().as_raw(),
-                "leftover": procs::descendants().len(),
-                "verdict": "fail",
-                "reasons": [format!("the app failed to start (status {code})")],
-            });
-            let _ = writeln!(std::io::stdout(), "{report}");
-            exiting(1)
-        }
+        Ok(Err(code)) if drill_after.is_some() => exiting(verdict::failed_start(code)),
         Ok(Err(code)) => exiting(code),
         Err(e) => {
             log::error(&e.to_string(), &[]);
@@ -95,145 +84,6 @@ fn run_with(config: Config, drill_after: Option<Duration>) -> u8 {
 }
 
 impl Supervisor {
-    /// Everything up to and including the spawn. `Ok(Err(code))`: the app could not be
-    /// executed (127/126), which is the app's failure, not vigil's.
-    fn start(
-        config: Config,
-        drill_after: Option<Duration>,
-    ) -> Result<Result<Supervisor, u8>, Error> {
-        // Block signals first: before any thread exists, and before anything can send them.
-        let signals = Signals::block()?;
-        let mode = if getpid().as_raw() == 1 {
-            Mode::Pid1
-        } else {
-            nix::sys::prctl::set_child_subreaper(true).map_err(|errno| Error::Startup {
-                op: "become a child subreaper",
-                errno,
-            })?;
-            Mode::Subreaper
-        };
-        let creds = match &config.user {
-            Some(spec) => Some((spec, privileges::lookup(spec)?)),
-            None => None,
-        };
-        let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
-        let status = Shared::new(Status::new(
-            config.probe.as_ref().map(|p| p.kind()),
-            config.probe_failures,
-        ));
-        // Bind while still root (a low port may need it), then give root up for good.
-        let listener = config.health_listen.map(health::bind).transpose()?;
-        if let Some((spec, c)) = &creds {
-            privileges::drop_to(spec, c)?;
-        }
-        // Everything that can refuse to start has run: from here on, every line is an event.
-        log::info(
-            "vigil starting",
-            &[
-                ("version", json!(env!("CARGO_PKG_VERSION"))),
-                ("pid", json!(getpid().as_raw())),
-                (
-                    "mode",
-                    json!(if mode == Mode::Pid1 {
-                        "pid1"
-                    } else {
-                        "subreaper"
-                    }),
-                ),
-                ("uid", json!(uid)),
-                ("gid", json!(gid)),
-            ],
-        );
-        if let Some((spec, c)) = &creds {
-            log::info(
-                "privileges dropped",
-                &[
-                    ("user", json!(spec.to_string())),
-                    ("uid", json!(c.uid)),
-                    ("gid", json!(c.gid)),
-                    ("groups", json!(c.groups)),
-                ],
-            );
-        }
-        if geteuid().is_root() {
-            log::warn(
-                "running as root",
-                &[(
-                    "hint",
-                    json!("set --user or VIGIL_USER: the platform requires non-root"),
-                )],
-            );
-        }
-        if let Some(listener) = listener {
-            health::start(listener, status.clone())?;
-        }
-
-        let home = creds.as_ref().map(|(_, c)| c.home.as_str());
-        let command: Vec<String> = config
-            .command
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let app = match spawn::spawn_app(&config.command, home) {
-            Ok(pid) => Pid::from_raw(pid),
-            Err(e) => {
-                let code = spawn::exec_failure_code(&e);
-                log::error(
-                    "app failed to start",
-                    &[
-                        ("command", json!(command)),
-                        ("error", json!(e.to_string())),
-                        ("code", json!(code)),
-                    ],
-                );
-                return Ok(Err(code));
-            }
-        };
-        log::info(
-            "app spawned",
-            &[
-                ("pid", json!(app.as_raw())),
-                ("pgid", json!(app.as_raw())),
-                ("command", json!(command)),
-            ],
-        );
-        status.update(|s| {
-            s.app = App::Running;
-            s.ready_once = config.probe.is_none();
-        });
-        let probe_children = ProbeChildren::default();
-        if let Some(spec) = config.probe.clone() {
-            // Only the drill needs waking on each result; a plain run reads the status lazily.
-            let waker = drill_after.map(|_| signals.waker());
-            Checker::new(&config, spec, status.clone(), probe_children.clone(), waker).start();
-        }
-        let drain = Drain::new(config.drain_timeout, config.drain_delay, config.stop_signal);
-        let drill = drill_after.map(|after| {
-            Drill::new(
-                after,
-                config.startup_grace,
-                config.probe.is_some(),
-                Instant::now(),
-            )
-        });
-        Ok(Ok(Supervisor {
-            config,
-            signals,
-            mode,
-            status,
-            probe_children,
-            app,
-            app_status: None,
-            drain,
-            children_left: true,
-            last_sweep: None,
-            gave_up: false,
-            app_exited_itself: false,
-            drill,
-            catch_up: CatchUp::default(),
-        }))
-    }
-
     /// The loop: deadline, wait, dispatch, reap, act on what is due, maybe finish.
     ///
     /// A forwarded signal takes a fast path: the kill, then straight back to the wait. The
@@ -292,43 +142,6 @@ impl Supervisor {
         .into_iter()
         .flatten()
         .min()
-    }
-
-    /// `vigil drill`: once the app is ready (or can no longer be), drain as the platform would.
-    fn drill_step(&mut self) {
-        let Some(drill) = self.drill.as_mut() else {
-            return;
-        };
-        let status = self.status.get();
-        let running = self.app_status.is_none();
-        match drill.step(Instant::now(), status.ready(), running) {
-            drill::Step::Wait => {}
-            step => {
-                let ready = step == drill::Step::Signal;
-                log::info("drill: sending SIGTERM", &[("ready", json!(ready))]);
-                self.on_signal(Signal::SIGTERM);
-            }
-        }
-    }
-
-    /// For a drill, prints the report and turns `code` into the verdict's status.
-    fn report(&self, code: u8) -> u8 {
-        let Some(drill) = &self.drill else {
-            return code;
-        };
-        let outcome = Outcome {
-            exit_status: code,
-            app_exited_itself: self.app_exited_itself,
-            forced_kill: self.drain.killed(),
-            app_uid: geteuid().as_raw(),
-            leftover: procs::descendants().len(),
-            finished_at: Instant::now(),
-        };
-        let report = drill.report(&outcome, self.config.drain_timeout);
-        let pass = report["verdict"] == "pass";
-        log::info("drill finished", &[("verdict", report["verdict"].clone())]);
-        let _ = writeln!(std::io::stdout(), "{report}");
-        if pass { 0 } else { 1 }
     }
 
     fn on_signal(&mut self, sig: Signal) {
@@ -411,55 +224,6 @@ impl Supervisor {
         }
     }
 
-    /// SIGTERM or SIGKILL to everything left: as PID 1 every process in the namespace; as a
-    /// subreaper the app's group and our own descendants, never anything outside them.
-    fn signal_everything(&self, sig: Signal) {
-        if self.mode == Mode::Pid1 {
-            match kill(Pid::from_raw(-1), sig) {
-                Ok(()) | Err(nix::Error::ESRCH) => {}
-                Err(errno) => not_delivered(sig, "pid", -1, errno),
-            }
-            return;
-        }
-        match killpg(self.app, sig) {
-            Ok(()) | Err(nix::Error::ESRCH) => {}
-            Err(errno) => not_delivered(sig, "pgid", self.app.as_raw(), errno),
-        }
-        // A process can fork between the /proc scan and its signal; scan again until a pass
-        // finds nobody new (a SIGKILLed process cannot fork any more, so this converges).
-        let mut signalled: Vec<i32> = Vec::new();
-        let until = Instant::now() + SWEEP_BUDGET;
-        while Instant::now() < until {
-            let fresh: Vec<i32> = procs::descendants()
-                .into_iter()
-                .filter(|pid| !signalled.contains(pid))
-                .collect();
-            if fresh.is_empty() {
-                break;
-            }
-            for pid in fresh {
-                match kill(Pid::from_raw(pid), sig) {
-                    Ok(()) | Err(nix::Error::ESRCH) => {}
-                    Err(errno) => not_delivered(sig, "pid", pid, errno),
-                }
-                signalled.push(pid);
-            }
-        }
-    }
-
-    /// A SIGKILL sweep can miss a process forked during it (even `kill(-1)` is not atomic
-    /// against fork); sweep again until nothing is left or the reap grace is over.
-    fn sweep_after_kill(&mut self) {
-        if !self.drain.killed() || !self.children_left {
-            return;
-        }
-        let now = Instant::now();
-        if self.last_sweep.is_some_and(|at| now >= at + SWEEP_EVERY) {
-            self.signal_everything(Signal::SIGKILL);
-            self.last_sweep = Some(now);
-        }
-    }
-
     /// Collects every exited child: the app's status is kept, orphans are logged at debug.
     fn reap(&mut self) {
         let reaped = reaper::reap();
@@ -514,20 +278,6 @@ fn exiting(code: u8) -> u8 {
     log::info("exiting", &[("code", json!(code))]);
     log::flush(); // lines below the log level are dropped, but a deferred one never is
     code
-}
-
-fn not_delivered(sig: Signal, target: &str, id: i32, errno: nix::Error) {
-    let fields = [
-        ("signal", json!(sig.as_str())),
-        (target, json!(id)),
-        ("error", json!(errno.desc())),
-    ];
-    if errno == nix::Error::ESRCH {
-        // Nobody left in the group: not a problem, just a fact.
-        log::debug("signal not delivered", &fields);
-    } else {
-        log::warn("signal not delivered", &fields);
-    }
 }
 
 fn signal_name(sig: i32) -> String {

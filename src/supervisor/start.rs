@@ -1,0 +1,176 @@
+//! Start-up: everything up to and including the spawn.
+
+use super::{Mode, Supervisor};
+use crate::catch_up::CatchUp;
+use crate::checker::{Checker, ProbeChildren};
+use crate::cli::Config;
+use crate::drain::Drain;
+use crate::drill::Drill;
+use crate::error::Error;
+use crate::health;
+use crate::log;
+use crate::privileges::{self, Credentials, UserSpec};
+use crate::signals::Signals;
+use crate::spawn;
+use crate::status::{App, Shared, Status};
+use nix::unistd::{Pid, getegid, geteuid, getpid};
+use serde_json::json;
+use std::ffi::OsString;
+use std::time::{Duration, Instant};
+
+impl Supervisor {
+    /// Everything up to and including the spawn. `Ok(Err(code))`: the app could not be
+    /// executed (127/126), which is the app's failure, not vigil's.
+    pub(super) fn start(
+        config: Config,
+        drill_after: Option<Duration>,
+    ) -> Result<Result<Supervisor, u8>, Error> {
+        // Block signals first: before any thread exists, and before anything can send them.
+        let signals = Signals::block()?;
+        let mode = become_reaper()?;
+        let creds = match &config.user {
+            Some(spec) => Some((spec, privileges::lookup(spec)?)),
+            None => None,
+        };
+        let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+        let status = Shared::new(Status::new(
+            config.probe.as_ref().map(|p| p.kind()),
+            config.probe_failures,
+        ));
+        // Bind while still root (a low port may need it), then give root up for good.
+        let listener = config.health_listen.map(health::bind).transpose()?;
+        if let Some((spec, c)) = &creds {
+            privileges::drop_to(spec, c)?;
+        }
+        // Everything that can refuse to start has run: from here on, every line is an event.
+        announce(mode, uid, gid, creds.as_ref().map(|(spec, c)| (*spec, c)));
+        if let Some(listener) = listener {
+            health::start(listener, status.clone())?;
+        }
+        let home = creds.as_ref().map(|(_, c)| c.home.as_str());
+        let app = match spawn(&config.command, home) {
+            Ok(app) => app,
+            Err(code) => return Ok(Err(code)),
+        };
+        status.update(|s| {
+            s.app = App::Running;
+            s.ready_once = config.probe.is_none();
+        });
+        let probe_children = ProbeChildren::default();
+        if let Some(spec) = config.probe.clone() {
+            // Only the drill needs waking on each result; a plain run reads the status lazily.
+            let waker = drill_after.map(|_| signals.waker());
+            Checker::new(&config, spec, status.clone(), probe_children.clone(), waker).start();
+        }
+        let drain = Drain::new(config.drain_timeout, config.drain_delay, config.stop_signal);
+        let drill = drill_after.map(|after| {
+            Drill::new(
+                after,
+                config.startup_grace,
+                config.probe.is_some(),
+                Instant::now(),
+            )
+        });
+        Ok(Ok(Supervisor {
+            config,
+            signals,
+            mode,
+            status,
+            probe_children,
+            app,
+            app_status: None,
+            drain,
+            children_left: true,
+            last_sweep: None,
+            gave_up: false,
+            app_exited_itself: false,
+            drill,
+            catch_up: CatchUp::default(),
+        }))
+    }
+}
+
+/// PID 1 reaps by birthright; anywhere else vigil asks to inherit its descendants' orphans.
+fn become_reaper() -> Result<Mode, Error> {
+    if getpid().as_raw() == 1 {
+        return Ok(Mode::Pid1);
+    }
+    nix::sys::prctl::set_child_subreaper(true).map_err(|errno| Error::Startup {
+        op: "become a child subreaper",
+        errno,
+    })?;
+    Ok(Mode::Subreaper)
+}
+
+/// The start-up lines: who vigil is (`uid`, `gid` as it was started), the drop, and a warning
+/// if it is still root.
+fn announce(mode: Mode, uid: u32, gid: u32, dropped: Option<(&UserSpec, &Credentials)>) {
+    let mode = match mode {
+        Mode::Pid1 => "pid1",
+        Mode::Subreaper => "subreaper",
+    };
+    log::info(
+        "vigil starting",
+        &[
+            ("version", json!(env!("CARGO_PKG_VERSION"))),
+            ("pid", json!(getpid().as_raw())),
+            ("mode", json!(mode)),
+            ("uid", json!(uid)),
+            ("gid", json!(gid)),
+        ],
+    );
+    if let Some((spec, c)) = dropped {
+        log::info(
+            "privileges dropped",
+            &[
+                ("user", json!(spec.to_string())),
+                ("uid", json!(c.uid)),
+                ("gid", json!(c.gid)),
+                ("groups", json!(c.groups)),
+            ],
+        );
+    }
+    if geteuid().is_root() {
+        log::warn(
+            "running as root",
+            &[(
+                "hint",
+                json!("set --user or VIGIL_USER: the platform requires non-root"),
+            )],
+        );
+    }
+}
+
+/// Spawns the app in a process group of its own; `Err(127 or 126)` if it cannot be executed.
+fn spawn(command: &[OsString], home: Option<&str>) -> Result<Pid, u8> {
+    let shown: Vec<String> = command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match spawn::spawn_app(command, home) {
+        Ok(pid) => {
+            let app = Pid::from_raw(pid);
+            log::info(
+                "app spawned",
+                &[
+                    ("pid", json!(app.as_raw())),
+                    ("pgid", json!(app.as_raw())),
+                    ("command", json!(shown)),
+                ],
+            );
+            Ok(app)
+        }
+        Err(e) => {
+            let code = spawn::exec_failure_code(&e);
+            log::error(
+                "app failed to start",
+                &[
+                    ("command", json!(shown)),
+                    ("error", json!(e.to_string())),
+                    ("code", json!(code)),
+                ],
+            );
+            Err(code)
+        }
+    }
+}
