@@ -30,15 +30,22 @@ pub fn parse_stat(stat: &str) -> Option<(i32, i32, char)> {
 
 /// Every live (non-zombie) process below `root`, parents before children.
 pub fn descendants_of(root: i32, table: &[(i32, i32, char)]) -> Vec<i32> {
-    let mut out = Vec::new();
+    below(root, table)
+        .into_iter()
+        .filter(|&(_, state)| state != 'Z' && state != 'X')
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Every process below `root` with its state, zombies included, parents before children.
+fn below(root: i32, table: &[(i32, i32, char)]) -> Vec<(i32, char)> {
+    let mut out: Vec<(i32, char)> = Vec::new();
     let mut frontier = vec![root];
     while let Some(parent) = frontier.pop() {
         for &(pid, ppid, state) in table {
-            if ppid == parent && pid != root && !out.contains(&pid) {
+            if ppid == parent && pid != root && !out.iter().any(|&(p, _)| p == pid) {
                 frontier.push(pid);
-                if state != 'Z' && state != 'X' {
-                    out.push(pid);
-                }
+                out.push((pid, state));
             }
         }
     }
@@ -48,6 +55,12 @@ pub fn descendants_of(root: i32, table: &[(i32, i32, char)]) -> Vec<i32> {
 /// Live processes below this one.
 pub fn descendants() -> Vec<i32> {
     descendants_of(std::process::id() as i32, &table())
+}
+
+/// Processes below this one, zombies included. Right after vigil signals everything, and before
+/// it reaps again, this is how many the signal hit: those it killed are zombies until reaped.
+pub fn hit() -> usize {
+    below(std::process::id() as i32, &table()).len()
 }
 
 #[cfg(test)]
@@ -76,6 +89,10 @@ mod tests {
         d.sort();
         assert_eq!(d, [2, 3, 6]);
         assert_eq!(descendants_of(5, &t), Vec::<i32>::new());
+        // The zombie too, and what hangs below it.
+        let mut all: Vec<i32> = below(1, &t).into_iter().map(|(pid, _)| pid).collect();
+        all.sort();
+        assert_eq!(all, [2, 3, 4, 6]);
     }
 
     #[test]

@@ -186,17 +186,18 @@ impl Supervisor {
                 Action::DeadlineMoved => {
                     log::info("drain deadline moved", &[("signal", json!("SIGINT"))])
                 }
+                // The signal first, the /proc walk for the log line after (the deadline is the
+                // promise, the count only a fact), counting zombies: a process the signal killed
+                // on another CPU is one by now, and vigil has not reaped since.
                 Action::TermLeftovers => {
                     self.signal_everything(Signal::SIGTERM);
-                    let count = procs::descendants().len();
+                    let count = procs::hit();
                     log::info("terminating leftovers", &[("count", json!(count))]);
                 }
                 Action::KillAll => {
-                    // The signal first, the /proc walk for the log line after: the deadline is
-                    // the promise, the count is only a fact.
                     self.signal_everything(Signal::SIGKILL);
                     self.last_sweep = Some(Instant::now());
-                    let remaining = procs::descendants().len();
+                    let remaining = procs::hit();
                     log::warn("forced kill", &[("remaining", json!(remaining))]);
                 }
                 Action::GiveUp => self.gave_up = true,
