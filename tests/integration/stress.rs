@@ -163,6 +163,11 @@ fn count_lines(v: &Vigil, needle: &str) -> usize {
 
 const ORPHANS: usize = 10_000;
 
+/// The storms (10,000 orphans, 800 forks in a drain) fork thousands of processes each: one at a
+/// time, so that they neither measure each other nor run out of pids together (pid_max may be
+/// 32,768).
+static STORM: Mutex<()> = Mutex::new(());
+
 /// A perl parent forks 10,000 children that exit at once, and exits without waiting: 10,000
 /// orphans (most already zombies) land on vigil in one go. Each is reaped and logged at debug,
 /// exactly once; then the drain ends as usual.
@@ -170,12 +175,18 @@ fn orphans_10k(mode: Mode) {
     if !has_perl() {
         return;
     }
+    let _storm = STORM.lock().unwrap_or_else(|p| p.into_inner());
     let factory = format!(
-        "perl -e 'use POSIX; for (1..{ORPHANS}) {{ my $p = fork; die \"fork: $!\" unless defined $p; POSIX::_exit(0) unless $p }}'"
+        "perl -e 'use POSIX; $| = 1; my $n = 0; for (1..{ORPHANS}) {{ my $p = fork; last unless defined $p; POSIX::_exit(0) unless $p; $n++ }} print \"spawned $n\\n\"'"
     );
-    let script = format!("{factory}; echo spawned; exec sleep 100");
+    let script = format!("{factory}; exec sleep 100");
     let mut v = vigil(&["--log-level", "debug", "--", "sh", "-c", &script]).start(mode);
-    v.wait_for_line("spawned", secs(30.0));
+    let spawned = v.wait_for_prefix("spawned ", secs(30.0));
+    assert_eq!(
+        spawned,
+        ORPHANS.to_string(),
+        "fork failed part way (out of pids?)"
+    );
     let t0 = Instant::now();
     let app = v.app();
     let mut reaped = 0;
@@ -463,6 +474,7 @@ fn double_fork_daemon(mode: Mode) {
 /// On SIGTERM the app forks 800 sleeps, half of them leaving its group with setsid, and keeps
 /// running: at the deadline all of them are SIGKILLed and reaped, on time.
 fn fork_storm_during_drain(mode: Mode) {
+    let _storm = STORM.lock().unwrap_or_else(|p| p.into_inner());
     let app = format!(
         "{QUIET}trap 'i=0; while [ $i -lt 400 ]; do setsid sleep 30 & sleep 30 & i=$((i+1)); \
          done; echo forked' TERM; echo ready; {LOOP}"
@@ -509,7 +521,7 @@ fn fork_storm_during_drain(mode: Mode) {
     );
     eprintln!(
         "FIGURE fork_storm_during_drain/{}: the app forked {} during the drain (up to {peak} \
-         processes below vigil, {killed} still listed just after the SIGKILL); by vigil's clock SIGKILL at \
+         processes below vigil, {killed} hit by the SIGKILL); by vigil's clock SIGKILL at \
          {kill_ms} ms and exit at {exit_ms} ms after the drain began (timeout 2 s); the test saw \
          it gone {:.3} s after SIGTERM; exit 137; nothing left",
         mode.name(),
@@ -534,6 +546,7 @@ fn storm_events(v: &Vigil) -> String {
 #[test]
 #[ignore]
 fn fork_storm_unbounded() {
+    let _storm = STORM.lock().unwrap_or_else(|p| p.into_inner());
     for mode in [Mode::Pid1, Mode::Subreaper] {
         if !crate::util::mode_supported(mode) {
             continue;
