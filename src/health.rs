@@ -2,9 +2,9 @@
 //!
 //! One thread runs a `poll` loop over the listener and its connections, all non-blocking, so no
 //! client can hold the thread: each connection has a deadline to send a whole request head, the
-//! head is capped, the number of connections is capped (the oldest gives way to a new one once
-//! it has had `GRACE` to speak; until then new clients wait in the listen backlog), and a request
-//! never runs a probe. Nothing here touches a process.
+//! head is capped, the number of connections is capped (by `MAX_CONNS` or by the fd limit; a
+//! held client gives way to a new one once it has had `GRACE` to speak or has been answered, and
+//! until one may, new clients wait in the listen backlog), and a request never runs a probe. Nothing here touches a process.
 
 use crate::error::Error;
 use crate::log;
@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// A request head larger than this is refused (431): the endpoints need only the first line.
 const MAX_HEAD: usize = 8 * 1024;
-/// Connections held at once; a new one pushes out the oldest.
-const MAX_CONNS: usize = 256;
-/// A held connection is pushed out for a newer one only after this long without a whole head:
-/// a client whose request is on its way is answered, not reset by the connections of a flood
-/// that arrive after it. While every slot is within it, new clients wait in the backlog.
+/// Connections held at once, unless the fd limit stops vigil first.
+const MAX_CONNS: usize = 1024;
+/// A newly accepted connection is not pushed out for a newer one before this: a client whose
+/// request is on its way is answered, not reset by the connections of a flood that arrive after
+/// it. An answered keep-alive connection may give way at once.
 const GRACE: Duration = Duration::from_millis(100);
 
 /// Binds the listener (close-on-exec, as std opens every socket), before privileges drop.
@@ -81,6 +81,8 @@ struct Conn {
     buf: Vec<u8>,
     out: Vec<u8>,
     deadline: Instant,
+    /// From when this connection may be pushed out for a new one.
+    give_way_at: Instant,
     close_after_write: bool,
 }
 
@@ -88,6 +90,9 @@ struct Server {
     listener: TcpListener,
     status: Shared,
     conns: Vec<Conn>,
+    /// How many connections to hold: `MAX_CONNS`, or as many as there were when accept last
+    /// ran out of fds (until the server is idle again).
+    cap: usize,
     /// An fd kept in reserve: when accept fails for lack of fds, it is closed to accept and
     /// close the waiting client, so the listener does not stay readable and spin.
     spare: Option<File>,
@@ -99,6 +104,7 @@ impl Server {
             listener,
             status,
             conns: Vec::new(),
+            cap: MAX_CONNS,
             spare: File::open("/dev/null").ok(),
         }
     }
@@ -107,6 +113,9 @@ impl Server {
         loop {
             let now = Instant::now();
             self.conns.retain(|c| c.deadline > now);
+            if self.conns.is_empty() {
+                self.cap = MAX_CONNS;
+            }
             // Full, and no client past its grace: leave the listener until the first one is.
             let full_until = self.next_out().map(|(_, at)| at).filter(|&at| at > now);
             let wake = full_until.or_else(|| self.conns.iter().map(|c| c.deadline).min());
@@ -156,16 +165,14 @@ impl Server {
             .collect()
     }
 
-    /// While every slot is taken: the connection that gives way to a new one (the one that has
-    /// waited longest for a head) and when its grace is over. None while there is room.
+    /// While every slot is taken: the connection that gives way to a new one (the one that may
+    /// do so first) and from when. None while there is room.
     fn next_out(&self) -> Option<(usize, Instant)> {
-        if self.conns.len() < MAX_CONNS {
+        if self.conns.len() < self.cap {
             return None;
         }
-        let oldest = (0..self.conns.len()).min_by_key(|&i| self.conns[i].deadline)?;
-        let deadline = self.conns[oldest].deadline;
-        let since = deadline.checked_sub(HEAD_TIMEOUT).unwrap_or(deadline);
-        Some((oldest, since + GRACE))
+        let first = (0..self.conns.len()).min_by_key(|&i| self.conns[i].give_way_at)?;
+        Some((first, self.conns[first].give_way_at))
     }
 
     fn accept_all(&mut self) {
@@ -175,42 +182,60 @@ impl Server {
                 Some((_, at)) if at > Instant::now() => return,
                 out => out.map(|(i, _)| i),
             };
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    if stream.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    if let Some(oldest) = out {
-                        self.conns.swap_remove(oldest);
-                    }
-                    self.conns.push(Conn {
-                        stream,
-                        buf: Vec::new(),
-                        out: Vec::new(),
-                        deadline: Instant::now() + HEAD_TIMEOUT,
-                        close_after_write: false,
-                    });
-                }
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
-                    self.shed_one();
+                    if self.out_of_fds() {
+                        continue;
+                    }
                     return;
                 }
                 Err(_) => return,
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
             }
+            let _ = stream.set_nodelay(true);
+            let now = Instant::now();
+            let mut conn = Conn {
+                stream,
+                buf: Vec::new(),
+                out: Vec::new(),
+                deadline: now + HEAD_TIMEOUT,
+                give_way_at: now + GRACE,
+                close_after_write: false,
+            };
+            // A client that waited in the backlog has usually sent its request already: answer
+            // it now, and a `Connection: close` client never takes a slot.
+            if !serve(&mut conn, &self.status) {
+                continue;
+            }
+            if let Some(first) = out {
+                self.conns.swap_remove(first);
+            }
+            self.conns.push(conn);
         }
     }
 
-    /// Out of fds: drop the oldest connection, or use the spare fd to turn one client away.
-    fn shed_one(&mut self) {
-        if let Some(oldest) = (0..self.conns.len()).min_by_key(|&i| self.conns[i].deadline) {
-            self.conns.swap_remove(oldest);
-            return;
+    /// accept failed for lack of fds: from now on hold no more connections than now. If one
+    /// may give way it does, and true says to accept again. With none held, the spare fd turns
+    /// one waiting client away, so that the listener does not stay readable and spin.
+    fn out_of_fds(&mut self) -> bool {
+        if self.conns.is_empty() {
+            self.spare = None;
+            drop(self.listener.accept());
+            self.spare = File::open("/dev/null").ok();
+            return false;
         }
-        self.spare = None;
-        drop(self.listener.accept());
-        self.spare = File::open("/dev/null").ok();
+        self.cap = self.conns.len();
+        match self.next_out() {
+            Some((first, at)) if at <= Instant::now() => {
+                self.conns.swap_remove(first);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -270,7 +295,10 @@ fn serve(c: &mut Conn, status: &Shared) -> bool {
         let keep_alive = keep_alive && input == Input::Open;
         c.out = response(code, &body, keep_alive, head_only, allow);
         c.close_after_write = !keep_alive;
-        c.deadline = Instant::now() + HEAD_TIMEOUT;
+        let now = Instant::now();
+        c.deadline = now + HEAD_TIMEOUT;
+        // Answered: it has had its turn, and may give way to a new client from now on.
+        c.give_way_at = now;
         if !flush(c) {
             return false;
         }

@@ -239,6 +239,16 @@ fn free_port_on(ip: IpAddr) -> u16 {
 /// vigil and the port. Another process may take the port between the test's probe and vigil's
 /// bind: vigil then exits 2 ("cannot bind") and the test tries another port.
 fn start_health(mode: Mode, listen: IpAddr, args: &[&str]) -> (crate::util::Vigil, u16) {
+    start_health_setup(mode, listen, "", args)
+}
+
+/// `start_health` with `setup` (shell, run before vigil; none if empty).
+fn start_health_setup(
+    mode: Mode,
+    listen: IpAddr,
+    setup: &str,
+    args: &[&str],
+) -> (crate::util::Vigil, u16) {
     for _ in 0..5 {
         let port = free_port_on(listen);
         let addr = SocketAddr::new(listen, port).to_string();
@@ -246,7 +256,8 @@ fn start_health(mode: Mode, listen: IpAddr, args: &[&str]) -> (crate::util::Vigi
             .into_iter()
             .chain(args.iter().copied())
             .collect();
-        let v = vigil(&all).start(mode);
+        let b = vigil(&all);
+        let v = if setup.is_empty() { b } else { b.setup(setup) }.start(mode);
         let mut lost = false;
         let started = poll_until(CEILING, || {
             lost = v.stderr().iter().any(|l| l.contains("cannot bind"));
@@ -1617,41 +1628,61 @@ fn sockets_held(pid: i32) -> usize {
         .unwrap_or(0)
 }
 
-/// vigil's connection cap (256) and the grace a held client gets before a newer one may push it
-/// out (100 ms), as in `src/health.rs`.
-const MAX_CONNS: usize = 256;
+/// vigil's connection cap and the grace a new connection gets before a newer one may push it
+/// out, as in `src/health.rs`.
+const MAX_CONNS: usize = 1024;
 const GRACE: Duration = Duration::from_millis(100);
 
-/// A client whose request is on its way is answered, not pushed out by the connections that
-/// arrive after it. Every slot is held by a silent client past its grace; a good client
-/// connects, then 300 more silent ones, and 30 ms after connecting it sends its request: it
-/// gets its 200 (before the grace, vigil reset it once 256 newer ones had come). A round where the test itself took
-/// longer than half the grace to speak proves nothing and is run again.
-#[test]
-fn a_client_is_not_pushed_out_before_it_speaks() {
-    let _serial = ABUSE.lock().unwrap_or_else(|p| p.into_inner());
-    let limit = raise_nofile(4096);
-    if !require(limit >= 1024, "needs an open-file limit of 1024") {
-        return;
-    }
-    let (mut v, port) = start_health(one_mode(), V4, &["--", "sh", "-c", &polite_app()]);
-    let addr = at(V4, port);
+/// The open-file limit under which the fd limit, not `MAX_CONNS`, caps vigil's connections.
+const FEW_FDS: &str = "ulimit -n 64";
+
+/// vigil with health on `127.0.0.1:<port>` and the polite app, once the app is ready; `setup`
+/// (shell) runs before it. Returns vigil, the health address and the sockets vigil holds idle.
+fn health_server(setup: &str) -> (crate::util::Vigil, SocketAddr, usize) {
+    let (v, port) = start_health_setup(one_mode(), V4, setup, &["--", "sh", "-c", &polite_app()]);
     v.wait_for_line("ready", CEILING);
-    let pid = v.pid();
-    let idle = sockets_held(pid);
-    let connect = || TcpStream::connect_timeout(&addr, secs(3.0)).expect("connect");
+    let idle = sockets_held(v.pid());
+    (v, at(V4, port), idle)
+}
+
+fn connect_now(addr: SocketAddr) -> TcpStream {
+    TcpStream::connect_timeout(&addr, secs(3.0)).expect("connect")
+}
+
+/// How many connections vigil holds at most: opens `offered` silent ones, waits until the number
+/// it holds has stayed the same for three graces, then closes them and waits until vigil has
+/// let go of them all.
+fn slots(addr: SocketAddr, pid: i32, idle: usize, offered: usize) -> usize {
+    let flood: Vec<TcpStream> = (0..offered).map(|_| connect_now(addr)).collect();
+    let (mut last, mut since) = (0, Instant::now());
+    wait_until("vigil holds a steady number", CEILING, || {
+        let held = sockets_held(pid).saturating_sub(idle);
+        if held != last {
+            (last, since) = (held, Instant::now());
+        }
+        held > 0 && since.elapsed() >= GRACE * 3
+    });
+    drop(flood);
+    wait_until("vigil lets go", CEILING, || sockets_held(pid) <= idle);
+    last
+}
+
+/// Up to 10 rounds, until 3 are judged: every one of `slots` is held by a silent client past its
+/// grace; a good client connects, then `slots + 100` more silent ones (enough to push out every
+/// one held, the good client included, if nothing protected it), and 30 ms after connecting it
+/// sends its request: it must get its 200. A round where the test itself took longer than half
+/// the grace to speak proves nothing and is run again. Returns when each judged client spoke.
+fn good_client_is_answered(addr: SocketAddr, pid: i32, idle: usize, slots: usize) -> Vec<Duration> {
     let mut judged = Vec::new();
-    for _ in 0..6 {
-        // Fill every slot, wait until vigil holds them all, and let their grace run out.
-        let mut silent: Vec<TcpStream> = (0..MAX_CONNS).map(|_| connect()).collect();
+    for _ in 0..10 {
+        let mut silent: Vec<TcpStream> = (0..slots).map(|_| connect_now(addr)).collect();
         wait_until("vigil holds every slot", CEILING, || {
-            sockets_held(pid) >= idle + MAX_CONNS
+            sockets_held(pid) >= idle + slots
         });
         thread::sleep(GRACE + Duration::from_millis(50));
         let t = Instant::now();
-        let good = connect();
-        silent.extend((0..300).map(|_| connect()));
-        // It speaks 30 ms after connecting, time enough for vigil to take in the 300.
+        let good = connect_now(addr);
+        silent.extend((0..slots + 100).map(|_| connect_now(addr)));
         crate::util::sleep_until(t + Duration::from_millis(30));
         let spoke = t.elapsed();
         let answer = exchange(good, addr, "GET", "/livez", secs(3.0));
@@ -1662,7 +1693,6 @@ fn a_client_is_not_pushed_out_before_it_speaks() {
             }
             judged.push(spoke);
         }
-        // Close the flood and wait until vigil has let go of it.
         drop(silent);
         wait_until("vigil closes the flood", CEILING, || {
             sockets_held(pid) <= idle
@@ -1671,25 +1701,134 @@ fn a_client_is_not_pushed_out_before_it_speaks() {
             break;
         }
     }
-    eprintln!("FIGURE a_client_is_not_pushed_out_before_it_speaks: spoke after {judged:?}");
     assert!(
         !judged.is_empty(),
-        "the test never opened 300 connections within {:?}: too loaded to judge",
+        "the test never opened {} connections within {:?}: too loaded to judge",
+        slots + 100,
         GRACE / 2
+    );
+    judged
+}
+
+/// A client whose request is on its way is answered, not pushed out by the connections that
+/// arrive after it (`good_client_is_answered`, with all 1,024 slots). Before the grace, vigil
+/// reset it once as many newer ones had come (6 of 6 tries).
+#[test]
+fn a_client_is_not_pushed_out_before_it_speaks() {
+    let _serial = ABUSE.lock().unwrap_or_else(|p| p.into_inner());
+    let limit = raise_nofile(4096);
+    if !require(limit >= 4096, "needs an open-file limit of 4096") {
+        return;
+    }
+    let (mut v, addr, idle) = health_server("");
+    let judged = good_client_is_answered(addr, v.pid(), idle, MAX_CONNS);
+    eprintln!("FIGURE a_client_is_not_pushed_out_before_it_speaks: spoke after {judged:?}");
+    v.signal(Signal::SIGTERM);
+    assert_eq!(v.wait_exit(CEILING).code, 0, "{}", v.dump());
+}
+
+/// The same when the fd limit is what caps the connections (`ulimit -n 64`): running out of
+/// fds, vigil used to drop the oldest connection at once, grace or not.
+#[test]
+fn a_client_is_not_pushed_out_when_out_of_fds() {
+    let _serial = ABUSE.lock().unwrap_or_else(|p| p.into_inner());
+    let (mut v, addr, idle) = health_server(FEW_FDS);
+    let pid = v.pid();
+    let slots = slots(addr, pid, idle, 200);
+    assert!((20..64).contains(&slots), "vigil held {slots} connections");
+    let judged = good_client_is_answered(addr, pid, idle, slots);
+    eprintln!(
+        "FIGURE a_client_is_not_pushed_out_when_out_of_fds: {slots} slots; spoke after {judged:?}"
     );
     v.signal(Signal::SIGTERM);
     assert_eq!(v.wait_exit(CEILING).code, 0, "{}", v.dump());
 }
 
-/// Everything at once: 1,000 concurrent silent connections (topped up as vigil sheds them), a
+/// `GET /livez` on a keep-alive connection; the status code.
+fn keep_alive_get(s: &mut TcpStream) -> std::io::Result<u16> {
+    s.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| io_err("no content-length"))?;
+            if buf.len() >= end + 4 + len {
+                return head
+                    .get(9..12)
+                    .and_then(|c| c.parse().ok())
+                    .ok_or_else(|| io_err("no status"));
+            }
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io_err("closed"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Busy keep-alive clients in every slot do not lock a new client out: the grace runs from the
+/// accept and an answer ends it, it is never renewed. Every slot is held by a keep-alive client
+/// asking every 20 ms; a new client gets its 200 within 1 s. (With the grace renewed at each
+/// answer the new client waited in the backlog until it gave up.)
+#[test]
+fn keep_alive_clients_cannot_lock_out_a_new_one() {
+    let _serial = ABUSE.lock().unwrap_or_else(|p| p.into_inner());
+    let (mut v, addr, idle) = health_server(FEW_FDS);
+    let pid = v.pid();
+    let slots = slots(addr, pid, idle, 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let busy = {
+        let (stop, answered) = (Arc::clone(&stop), Arc::clone(&answered));
+        let mut conns: Vec<TcpStream> = (0..slots).map(|_| connect_now(addr)).collect();
+        thread::spawn(move || {
+            for c in &conns {
+                let _ = c.set_read_timeout(Some(secs(1.0)));
+            }
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                // A connection vigil let go of is dropped; the rest keep asking.
+                conns.retain_mut(|c| keep_alive_get(c).is_ok_and(|code| code == 200));
+                answered.fetch_add(conns.len(), Ordering::Relaxed);
+                crate::util::sleep_until(t + Duration::from_millis(20));
+            }
+        })
+    };
+    wait_until("every keep-alive client answered", CEILING, || {
+        answered.load(Ordering::Relaxed) >= slots * 3
+    });
+    let t = Instant::now();
+    let answer = exchange(connect_now(addr), addr, "GET", "/livez", secs(3.0));
+    let took = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let _ = busy.join();
+    match answer {
+        Ok(r) => assert_eq!(r.code, 200, "{r:?}"),
+        Err(e) => panic!("a new client among {slots} busy keep-alive ones got: {e}"),
+    }
+    assert!(took < secs(1.0), "a new client waited {took:?}");
+    eprintln!(
+        "FIGURE keep_alive_clients_cannot_lock_out_a_new_one: {slots} slots; answered in {took:?}"
+    );
+    v.signal(Signal::SIGTERM);
+    assert_eq!(v.wait_exit(CEILING).code, 0, "{}", v.dump());
+}
+
+/// Everything at once: 1,500 concurrent silent connections (topped up as vigil sheds them), a
 /// slow client, 1 MiB heads and garbage in a loop. Meanwhile a well-behaved client gets its 200
 /// within 1 s every time, vigil's RSS stays under 16 MB, vigil keeps running, and a SIGTERM drain
 /// (app ignoring TERM, `--drain-timeout 1`) still ends by 1.5 s.
 fn abuse_does_not_hurt(mode: Mode) {
     let _serial = ABUSE.lock().unwrap_or_else(|p| p.into_inner());
     let limit = raise_nofile(4096);
-    let flood_size: usize = if limit >= 1200 {
-        1000
+    let flood_size: usize = if limit >= 2000 {
+        1500
     } else {
         eprintln!("NOTE abuse_does_not_hurt: RLIMIT_NOFILE is {limit}; fewer connections");
         limit.saturating_sub(200) as usize
@@ -1706,8 +1845,8 @@ fn abuse_does_not_hurt(mode: Mode) {
     let mut abusers: Vec<JoinHandle<()>> = Vec::new();
 
     // The flood: four threads open `flood_size` connections between them, and every half second
-    // open again as many as vigil has closed (it sheds the oldest beyond a few hundred): bursts
-    // of up to 1,000 concurrent connections. Several threads, so that a dropped SYN (1 s until
+    // open again as many as vigil has closed (it holds 1,024 and sheds the oldest beyond, once
+    // past its grace): bursts of up to 1,500 concurrent connections. Several threads, so that a dropped SYN (1 s until
     // the retry) holds up only a quarter of a burst.
     let open_now = Arc::new(AtomicUsize::new(0));
     for _ in 0..4 {
@@ -1831,7 +1970,7 @@ fn abuse_does_not_hurt(mode: Mode) {
         peak_rss < 16 * 1024,
         "vigil's VmRSS reached {peak_rss} kB under abuse"
     );
-    // vigil holds a few hundred connections and sheds the oldest: the flood must have pushed it
+    // vigil holds 1,024 connections and sheds the oldest: the flood must have pushed it
     // well past that, and opened `flood_size` connections in all.
     assert!(
         peak >= flood_size / 2 && total >= flood_size,
