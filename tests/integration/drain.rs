@@ -232,12 +232,13 @@ fn second_sigint_moves_deadline(mode: Mode) {
 /// A second SIGTERM is forwarded again and does not move the deadline.
 fn repeated_sigterm_is_forwarded(mode: Mode) {
     let app = format!("n=0; trap 'n=$((n+1)); echo TERM $n' TERM; echo ready; {LOOP}");
-    let mut v = vigil(&["--drain-timeout", "1", "--", "sh", "-c", &app]).start(mode);
+    let mut v = vigil(&["--drain-timeout", "2", "--", "sh", "-c", &app]).start(mode);
     v.wait_for_line("ready", CEILING);
     let t0 = v.signal(Signal::SIGTERM);
     v.wait_for_line("TERM 1", CEILING);
-    // Late enough that a deadline restarted by this signal (t1 + 1 s) is past t0 + 1.5 s + SLACK.
-    sleep_until(t0 + secs(0.7));
+    // Late enough that a deadline restarted by this signal (t1 + 2 s) is past t0 + 2.5 s + SLACK,
+    // early enough that the app has a second to print before the SIGKILL.
+    sleep_until(t0 + secs(1.0));
     let t1 = v.signal(Signal::SIGTERM);
     let exit = v.wait_exit(CEILING);
     assert!(
@@ -247,12 +248,12 @@ fn repeated_sigterm_is_forwarded(mode: Mode) {
     );
     assert_eq!(exit.code, 137, "{}", v.dump());
     assert!(
-        exit.at >= t0 + secs(1.0),
+        exit.at >= t0 + secs(2.0),
         "killed {:?} after the first SIGTERM",
         exit.at - t0
     );
     assert!(
-        exit.at <= t0 + secs(1.5) + SLACK,
+        exit.at <= t0 + secs(2.5) + SLACK,
         "vigil exited {:?} after the first SIGTERM ({:?} after the second): the deadline moved",
         exit.at - t0,
         exit.at - t1

@@ -1129,18 +1129,18 @@ fn exec_probe_timeout_kills_its_group(mode: Mode) {
         assert_eq!(r.code, 503);
         assert!(failed >= secs(0.3), "{probe}: failed after {failed:?}");
         assert!(failed < secs(3.0), "{probe}: failed only after {failed:?}");
+        // Gone and reaped: a killed `sleep` re-parented to vigil is a zombie for a moment.
         let gone = poll_until(secs(1.0), || {
-            seen.iter().all(|p| !p.alive()) && sleeps().is_empty()
+            seen.iter().all(|p| !p.alive())
+                && sleeps().is_empty()
+                && zombies(&descendants(v.pid())).is_empty()
         });
         assert!(
             gone,
-            "{probe}: the timed-out probe left {:?}\n{}",
+            "{probe}: the timed-out probe left {:?} (zombies: {:?})\n{}",
             sleeps(),
+            zombies(&descendants(v.pid())),
             v.dump()
-        );
-        assert!(
-            zombies(&descendants(v.pid())).is_empty(),
-            "{probe}: zombies"
         );
         let why = v.wait_for_log("probe not passing yet", |_| true, CEILING);
         assert_eq!(why["kind"], "exec", "{why}");

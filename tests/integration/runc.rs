@@ -767,9 +767,9 @@ fn readyz_fails_during_the_drain_delay() {
         "--health-listen",
         listen.as_str(),
         "--drain-delay",
-        "1",
-        "--drain-timeout",
         "3",
+        "--drain-timeout",
+        "5",
     ];
     let script = "trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.1; done";
     let mut spec = Spec::vigil(&flags, script);
@@ -784,7 +784,8 @@ fn readyz_fails_during_the_drain_delay() {
 
     let t0 = Instant::now();
     c.kill("TERM");
-    let delay = Duration::from_secs(1);
+    // Long enough for `runc kill` (a Go binary starting up) and three requests on a loaded machine.
+    let delay = Duration::from_secs(3);
     // Each answer is checked against the moment it was seen: before t0 + delay, the app has
     // not been signalled yet, whatever runc kill's latency.
     let (body, term_seen, at) = wait_until("/readyz 503 after SIGTERM", delay, || {
