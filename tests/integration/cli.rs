@@ -1,7 +1,7 @@
 //! The command line: every bad value, flag or env var is one line on stderr, exit 2 and nothing
 //! started; flags win over env vars; `--help`, `--version`; arguments after `--` are the app's.
 
-use crate::util::{Mode, Scratch, free_port, run, vigil};
+use crate::util::{ANY_PORT, Mode, Scratch, run, vigil};
 
 struct Case<'a> {
     args: Vec<&'a str>,
@@ -136,7 +136,6 @@ fn bad_env_vars_exit_2() {
 /// A flag wins over its env var: the bad env value is never even looked at.
 #[test]
 fn flag_wins_over_env() {
-    let listen = format!("127.0.0.1:{}", free_port());
     let cases: &[(&str, &str, &[&str])] = &[
         ("VIGIL_DRAIN_TIMEOUT", "abc", &["--drain-timeout", "1"]),
         ("VIGIL_DRAIN_DELAY", "abc", &["--drain-delay", "0"]),
@@ -147,7 +146,7 @@ fn flag_wins_over_env() {
         (
             "VIGIL_HEALTH_LISTEN",
             "notanaddr",
-            &["--health-listen", &listen],
+            &["--health-listen", ANY_PORT],
         ),
     ];
     for &(key, value, flags) in cases {

@@ -2,7 +2,7 @@
 //! terminal), signal forwarding, idleness and the shape of vigil's log lines.
 
 use crate::util::{
-    CEILING, Mode, Scratch, can_unshare, context_switches, fds, free_port, is_root, poll_until,
+    ANY_PORT, CEILING, Mode, Scratch, can_unshare, context_switches, fds, is_root, poll_until,
     printer, require, run, secs, status_field, status_hex, vigil, wait_until,
 };
 use nix::sys::signal::Signal;
@@ -207,8 +207,7 @@ fn only_given_fds(mode: Mode) {
     if !require(can_unshare(), "the namespace's first shell opens fd 5") {
         return;
     }
-    let listen = format!("127.0.0.1:{}", free_port());
-    let v = vigil(&["--health-listen", &listen, "--", "sleep", "100"])
+    let v = vigil(&["--health-listen", ANY_PORT, "--", "sleep", "100"])
         .setup("exec 5</dev/null")
         .start(mode);
     let app = v.app();

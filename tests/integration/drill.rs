@@ -8,7 +8,7 @@
 //! Reasons are free text: a test asserts how many there are and a word that names the failure.
 
 use crate::util::{
-    CEILING, LOOP, Mode, SLACK, Scratch, Vigil, free_port, instant_of_wall, is_root, poll_until,
+    CEILING, LOOP, Mode, SLACK, Scratch, Vigil, closed_port, instant_of_wall, is_root, poll_until,
     require, secs, term_ignorer, vigil, vigil_bin, watch,
 };
 use serde_json::Value;
@@ -396,7 +396,8 @@ fn success_exit_covers_term(mode: Mode) {
 /// A probe that never passes: the drill gives up after `--startup-grace` (never sooner), stops
 /// the app anyway, and fails with ready_s null.
 fn fail_never_ready_probe(mode: Mode) {
-    let closed = format!("127.0.0.1:{}", free_port());
+    let (_held, port) = closed_port();
+    let closed = format!("127.0.0.1:{port}");
     let app = trapping_app(0);
     let opts = [
         "--probe-tcp",

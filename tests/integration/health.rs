@@ -8,7 +8,7 @@
 //! only sleeps pace an abusive client (one byte a second).
 
 use crate::util::{
-    CEILING, LOOP, Mode, ProcRef, SLACK, Scratch, can_unshare, descendants, free_port,
+    CEILING, LOOP, Mode, ProcRef, SLACK, Scratch, can_unshare, closed_port, descendants,
     instant_of_wall, poll_until, require, secs, stat, status_field, term_ignorer, vigil, vigil_bin,
     wait_until, zombies,
 };
@@ -896,7 +896,8 @@ fn tcp_probe_passing() {
 
 #[test]
 fn tcp_probe_failing() {
-    let closed = format!("127.0.0.1:{}", free_port());
+    let (_held, port) = closed_port();
+    let closed = format!("127.0.0.1:{port}");
     let app = polite_app();
     let args = [
         "--probe-tcp",
@@ -979,7 +980,8 @@ fn http_probe_passing() {
 fn http_probe_failing() {
     let five = HttpServer::new(Answer::Status(500));
     let silent = HttpServer::new(Answer::Silent);
-    let refused = format!("http://127.0.0.1:{}/", free_port());
+    let (_held, port) = closed_port();
+    let refused = format!("http://127.0.0.1:{port}/");
     let cases = [
         ("500", five.url("/healthz")),
         ("refused", refused),
@@ -1325,7 +1327,7 @@ fn probe_subcommand_exit_codes() {
     let down = HttpServer::new(Answer::Status(503));
     let silent = HttpServer::new(Answer::Silent);
     let tcp = TcpTarget::new();
-    let closed = free_port();
+    let (_held, closed) = closed_port();
     let cases: Vec<(Vec<String>, i32)> = vec![
         (vec![ok.url("/healthz")], 0),
         (vec![moved.url("/")], 0),

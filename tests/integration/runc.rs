@@ -11,7 +11,7 @@
 use serde_json::{Value, json};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -544,12 +544,6 @@ fn write_config(bundle: &Path, spec: &Spec) {
 
 // ---- HTTP ----
 
-/// A port that was free a moment ago, for a health server on the host's network.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
-
 /// `GET path` on 127.0.0.1:port: the status code and the JSON body.
 fn http_get(port: u16, path: &str) -> Result<(u16, Value), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -761,11 +755,10 @@ fn term_ignorer_is_killed_at_the_deadline() {
 #[test]
 fn readyz_fails_during_the_drain_delay() {
     let host = host_or_skip!("runc::readyz_fails_during_the_drain_delay");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+    // Port 0: the kernel picks a free one at vigil's bind; vigil's log says which.
     let flags = [
         "--health-listen",
-        listen.as_str(),
+        "127.0.0.1:0",
         "--drain-delay",
         "3",
         "--drain-timeout",
@@ -776,6 +769,12 @@ fn readyz_fails_during_the_drain_delay() {
     spec.host_network = true;
     let mut c = Container::start(host, spec);
     c.wait_stdout("ready");
+    let listening = c.wait_log("health listening");
+    let port: u16 = listening["addr"]
+        .as_str()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {listening}"));
     let ready = wait_until("/readyz 200", START_CEILING, || {
         http_get(port, "/readyz").ok().filter(|(s, _)| *s == 200)
     });

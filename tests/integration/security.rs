@@ -4,7 +4,7 @@
 
 use crate::stress::{assert_logs_valid, http_status, short_dump};
 use crate::util::{
-    CEILING, Mode, fds, free_port, require_root, stat, status_field, status_hex, status_ids, vigil,
+    ANY_PORT, CEILING, Mode, fds, require_root, stat, status_field, status_hex, status_ids, vigil,
     wait_exec_probe, wait_until,
 };
 use nix::sys::signal::Signal;
@@ -58,13 +58,11 @@ fn no_root_once_the_app_runs(mode: Mode) {
     if !require_root() {
         return;
     }
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let mut v = vigil(&[
         "--user",
         "nobody",
         "--health-listen",
-        &listen,
+        ANY_PORT,
         "--probe-exec",
         "sleep 0.5",
         "--probe-interval",
@@ -75,6 +73,7 @@ fn no_root_once_the_app_runs(mode: Mode) {
         "echo ready; exec sleep 100",
     ])
     .start(mode);
+    let port = v.health_port();
     v.wait_for_line("ready", CEILING);
     let app = v.app();
     app.wait_exec("sleep");
@@ -132,11 +131,9 @@ fn cloexec(pid: i32, fd: i32) -> bool {
 /// vigil's own (every fd vigil opens is close-on-exec): not the health listener or a client
 /// connection.
 fn app_holds_no_fd_of_vigils(mode: Mode) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let mut v = vigil(&[
         "--health-listen",
-        &listen,
+        ANY_PORT,
         "--probe-exec",
         "sleep 0.5",
         "--probe-interval",
@@ -147,6 +144,7 @@ fn app_holds_no_fd_of_vigils(mode: Mode) {
         "echo ready; exec sleep 100",
     ])
     .start(mode);
+    let port = v.health_port();
     v.wait_for_line("ready", CEILING);
     let app = v.app();
     app.wait_exec("sleep");
@@ -231,15 +229,13 @@ fn no_env_value_in_the_log(mode: Mode) {
                echo ready; while :; do sleep 1 & wait $!; done";
     let mut lines = 0;
     for format in ["json", "text"] {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
         let mut v = vigil(&[
             "--log-format",
             format,
             "--log-level",
             "debug",
             "--health-listen",
-            &listen,
+            ANY_PORT,
             "--probe-exec",
             "false",
             "--probe-interval",
@@ -254,6 +250,7 @@ fn no_env_value_in_the_log(mode: Mode) {
         .env("SECRET_TOKEN", SECRET)
         .env("DATABASE_URL", &format!("postgres://app:{SECRET}@db/app"))
         .start(mode);
+        let port = v.health_port();
         v.wait_for_line("ready", CEILING);
         wait_until("a probe has failed", CEILING, || {
             v.stderr().iter().any(|l| l.contains("probe"))
@@ -337,9 +334,8 @@ fn probe_url_with_unbalanced_bracket_is_refused() {
 
 /// Starts vigil with a health listener on loopback; returns it and the port.
 fn with_health() -> (crate::util::Vigil, u16) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let v = vigil(&["--health-listen", &listen, "--", "sleep", "100"]).subreaper();
+    let v = vigil(&["--health-listen", ANY_PORT, "--", "sleep", "100"]).subreaper();
+    let port = v.health_port();
     wait_until("health answers", CEILING, || {
         http_status(port, "/livez") == Some(200)
     });

@@ -6,7 +6,7 @@
 //! Each prints a `FIGURE <case>: ...` line (run with `--nocapture`) for RELIABILITY.md.
 
 use crate::util::{
-    CEILING, LOOP, Mode, ProcRef, SLACK, Scratch, Vigil, descendants, free_port, poll_until,
+    ANY_PORT, CEILING, LOOP, Mode, ProcRef, SLACK, Scratch, Vigil, descendants, poll_until,
     printer, require, secs, sleep_until, stat, status_field, term_ignorer, vigil, wait_exec_probe,
     wait_until, zombies,
 };
@@ -707,12 +707,10 @@ fn term_right_after_exec(mode: Mode) {
 /// still forwarded, a second SIGTERM is held back, and the app gets SIGTERM no earlier than
 /// the delay.
 fn term_during_drain_delay(mode: Mode) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let app = format!("{QUIET}{}", printer("app", &["TERM"]));
     let mut v = vigil(&[
         "--health-listen",
-        &listen,
+        ANY_PORT,
         "--drain-delay",
         "1",
         "--drain-timeout",
@@ -723,6 +721,7 @@ fn term_during_drain_delay(mode: Mode) {
         &app,
     ])
     .start(mode);
+    let port = v.health_port();
     v.wait_for_line("app ready", CEILING);
     wait_until("ready", CEILING, || {
         http_status(port, "/readyz") == Some(200)
@@ -836,11 +835,9 @@ type Answer = (Instant, Instant, Option<u16>);
 /// Eight clients hammer /readyz and 300 idle connections sit on the listener while the drain
 /// runs: readiness answers 503 once draining, and the deadline holds to the millisecond budget.
 fn health_flood_during_drain(mode: Mode) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let mut v = vigil(&[
         "--health-listen",
-        &listen,
+        ANY_PORT,
         "--drain-timeout",
         "1",
         "--",
@@ -849,6 +846,7 @@ fn health_flood_during_drain(mode: Mode) {
         &format!("{QUIET}{}", term_ignorer()),
     ])
     .start(mode);
+    let port = v.health_port();
     v.wait_for_line("ready", CEILING);
     wait_until("ready", CEILING, || {
         http_status(port, "/readyz") == Some(200)
@@ -913,12 +911,10 @@ fn health_flood_during_drain(mode: Mode) {
 /// `ulimit -n 16`: vigil still runs the app, serves health (also after 40 connections have
 /// exhausted its descriptors), and drains.
 fn tiny_fd_limit(mode: Mode) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let app = format!("{QUIET}{}", printer("app", &["TERM"]));
     let mut v = vigil(&[
         "--health-listen",
-        &listen,
+        ANY_PORT,
         "--drain-timeout",
         "2",
         "--",
@@ -928,6 +924,7 @@ fn tiny_fd_limit(mode: Mode) {
     ])
     .setup("ulimit -n 16")
     .start(mode);
+    let port = v.health_port();
     v.wait_for_line("app ready", CEILING);
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", v.pid())).expect("limits");
     let line = limits
@@ -968,15 +965,13 @@ fn started_as_non_root(mode: Mode) {
     if !crate::util::require_root() {
         return;
     }
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let app = format!(
         "{QUIET}sh -c 'i=0; while [ $i -lt 50 ]; do sleep 0.1 & i=$((i+1)); done'; {}",
         printer("app", &["TERM"])
     );
     let mut v = vigil(&[
         "--health-listen",
-        &listen,
+        ANY_PORT,
         "--drain-timeout",
         "2",
         "--",
@@ -986,6 +981,7 @@ fn started_as_non_root(mode: Mode) {
     ])
     .started_as_nobody()
     .start(mode);
+    let port = v.health_port();
     v.wait_for_line("app ready", CEILING);
     let app_proc = v.app();
     assert_eq!(crate::util::status_ids(v.pid(), "Uid"), vec![65534; 4]);
@@ -1038,12 +1034,10 @@ fn app_closes_its_output(mode: Mode) {
 fn vigil_output_closed(mode: Mode) {
     let s = Scratch::new();
     let (ready, term) = (s.p("ready"), s.p("term"));
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let app = format!("trap 'touch {term}; exit 0' TERM; touch {ready}; {LOOP}");
     let mut v = vigil(&[
         "--health-listen",
-        &listen,
+        ANY_PORT,
         "--probe-exec",
         "true",
         "--probe-interval",
@@ -1057,6 +1051,7 @@ fn vigil_output_closed(mode: Mode) {
     ])
     .setup("exec >&- 2>&-")
     .start(mode);
+    let port = v.health_port();
     wait_until("the app runs", CEILING, || s.path("ready").exists());
     let me = v.pid();
     let fds = crate::util::fds(me);

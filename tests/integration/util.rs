@@ -448,10 +448,56 @@ impl Drop for Scratch {
     }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+/// A port on 127.0.0.1 that refuses connections for as long as the returned socket lives: it is
+/// bound but not listening, so no other test can listen on it and no connect can be given it as
+/// its own source port (which on loopback would connect to itself).
+pub fn closed_port() -> (std::os::fd::OwnedFd, u16) {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .expect("bind 127.0.0.1:0");
+    let addr: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd)).expect("getsockname");
+    (fd, addr.port())
+}
+
+/// For `--health-listen`: port 0, so the kernel picks a free port at vigil's own bind and no
+/// other process can take it in between; read it back with [`Vigil::health_port`].
+pub const ANY_PORT: &str = "127.0.0.1:0";
+
+/// The port of a TCP socket `pid` listens on, from /proc/PID/fd and /proc/PID/net/tcp{,6}
+/// (whatever vigil logs, even with its output closed).
+pub fn listening_port(pid: i32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    ["tcp", "tcp6"].iter().find_map(|table| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok()?;
+        text.lines().skip(1).find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+            if *state != "0A" || !inodes.iter().any(|i| i == inode) {
+                return None;
+            }
+            u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
+        })
+    })
 }
 
 /// Quotes `s` for a POSIX shell.
@@ -879,6 +925,18 @@ impl Vigil {
             .into_iter()
             .filter(|v| v["msg"] == msg)
             .collect()
+    }
+
+    /// The port vigil's health listener is bound to (started with [`ANY_PORT`]).
+    pub fn health_port(&self) -> u16 {
+        let mut port = None;
+        if !poll_until(CEILING, || {
+            port = listening_port(self.pid());
+            port.is_some()
+        }) {
+            panic!("vigil listens on no TCP port\n{}", self.dump());
+        }
+        port.expect("port")
     }
 
     /// Waits for a log line with this `msg` that satisfies `pred`.
