@@ -297,9 +297,11 @@ fn fail_ignored_term(mode: Mode) {
     let me = v.proc();
     let seen = watch(&[app_proc], CEILING, || !me.alive());
     let gone = v.wait_gone(CEILING);
-    let drain_started = v.wait_for_log("drain started", |_| true, CEILING);
-    let ts = drain_started["ts"].as_str().expect("ts");
-    // The log's clock has millisecond steps: the SIGTERM went out no earlier than this.
+    // Logged just before vigil reads the clock its deadline counts from (the "drain started"
+    // line comes after that read, so a stall between the two would make a correct kill look
+    // early). The log's clock has millisecond steps.
+    let sending = v.wait_for_log("drill: sending SIGTERM", |_| true, CEILING);
+    let ts = sending["ts"].as_str().expect("ts");
     let t0 = instant_of_wall(rfc3339_secs(ts)) - secs(0.001);
     let dead = seen[0].first_dead.expect("the app died");
     assert!(

@@ -4,7 +4,7 @@
 
 use crate::stress::{assert_logs_valid, http_status, short_dump};
 use crate::util::{
-    ANY_PORT, CEILING, Mode, fds, require_root, stat, status_field, status_hex, status_ids, vigil,
+    ANY_PORT, CEILING, Mode, fds, require_root, stat, status_field, status_hex, vigil,
     wait_exec_probe, wait_until,
 };
 use nix::sys::signal::Signal;
@@ -84,11 +84,14 @@ fn no_root_once_the_app_runs(mode: Mode) {
     let probe = wait_exec_probe(me, app.pid, "sleep");
     assert_unprivileged("vigil", me);
     assert_unprivileged("app", app.pid);
-    if stat(probe).is_some() {
-        // It may have finished in between; if it is there, it is unprivileged too.
-        let uid = status_ids(probe, "Uid");
-        assert_eq!(uid, vec![65534; 4], "probe");
-        assert_eq!(status_hex(probe, "CapEff"), 0, "probe");
+    // It may finish (and be reaped) at any moment; while it is there, it is unprivileged too.
+    if let (Some(uid), Some(cap)) = (status_field(probe, "Uid"), status_field(probe, "CapEff")) {
+        assert_eq!(
+            uid.split_whitespace().collect::<Vec<_>>(),
+            ["65534"; 4],
+            "probe"
+        );
+        assert_eq!(cap, "0000000000000000", "probe");
     }
     assert_eq!(
         status_field(me, "NoNewPrivs").as_deref(),
