@@ -165,8 +165,8 @@ const ORPHANS: usize = 10_000;
 
 /// The storms (10,000 orphans, 800 forks in a drain) fork thousands of processes each: one at a
 /// time, so that they neither measure each other nor run out of pids together (pid_max may be
-/// 32,768).
-static STORM: Mutex<()> = Mutex::new(());
+/// 32,768). Tests that time /proc scans (`reaping::reaps_orphans`) take it too.
+pub static STORM: Mutex<()> = Mutex::new(());
 
 /// A perl parent forks 10,000 children that exit at once, and exits without waiting: 10,000
 /// orphans (most already zombies) land on vigil in one go. Each is reaped and logged at debug,
