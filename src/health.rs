@@ -91,8 +91,11 @@ struct Server {
     status: Shared,
     conns: Vec<Conn>,
     /// How many connections to hold: `MAX_CONNS`, or as many as there were when accept last
-    /// ran out of fds (until the server is idle again).
+    /// ran out of fds (one more for each accept that finds a free fd while full).
     cap: usize,
+    /// Out of fds with nothing to let go of: the listener rests until then, so that it does not
+    /// stay readable and spin.
+    rest_until: Option<Instant>,
     /// An fd kept in reserve: when accept fails for lack of fds, it is closed to accept and
     /// close the waiting client, so the listener does not stay readable and spin.
     spare: Option<File>,
@@ -105,6 +108,7 @@ impl Server {
             status,
             conns: Vec::new(),
             cap: MAX_CONNS,
+            rest_until: None,
             spare: File::open("/dev/null").ok(),
         }
     }
@@ -118,7 +122,9 @@ impl Server {
             }
             // Full, and no client past its grace: leave the listener until the first one is.
             let full_until = self.next_out().map(|(_, at)| at).filter(|&at| at > now);
-            let wake = full_until.or_else(|| self.conns.iter().map(|c| c.deadline).min());
+            let rest_until = self.rest_until.filter(|&at| at > now);
+            let listen_from = full_until.max(rest_until);
+            let wake = listen_from.or_else(|| self.conns.iter().map(|c| c.deadline).min());
             let timeout = match wake {
                 None => PollTimeout::NONE,
                 Some(at) => {
@@ -126,7 +132,7 @@ impl Server {
                     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
                 }
             };
-            let ready = self.wait(full_until.is_none(), timeout);
+            let ready = self.wait(listen_from.is_none(), timeout);
             // Serve before accepting: accepting may drop a connection and move indices.
             for (i, r) in ready.iter().skip(1).enumerate().rev() {
                 if *r && i < self.conns.len() && !serve(&mut self.conns[i], &self.status) {
@@ -171,7 +177,9 @@ impl Server {
         if self.conns.len() < self.cap {
             return None;
         }
-        let first = (0..self.conns.len()).min_by_key(|&i| self.conns[i].give_way_at)?;
+        // One still being written to goes last: its answer would be cut short.
+        let first = (0..self.conns.len())
+            .min_by_key(|&i| (!self.conns[i].out.is_empty(), self.conns[i].give_way_at))?;
         Some((first, self.conns[first].give_way_at))
     }
 
@@ -211,8 +219,11 @@ impl Server {
             if !serve(&mut conn, &self.status) {
                 continue;
             }
-            if let Some(first) = out {
-                self.conns.swap_remove(first);
+            match out {
+                // Full by a cap learned from EMFILE, yet there was an fd: one more fits.
+                Some(_) if self.cap < MAX_CONNS => self.cap += 1,
+                Some(first) => drop(self.conns.swap_remove(first)),
+                None => {}
             }
             self.conns.push(conn);
         }
@@ -224,7 +235,9 @@ impl Server {
     fn out_of_fds(&mut self) -> bool {
         if self.conns.is_empty() {
             self.spare = None;
-            drop(self.listener.accept());
+            if self.listener.accept().is_err() {
+                self.rest_until = Some(Instant::now() + GRACE);
+            }
             self.spare = File::open("/dev/null").ok();
             return false;
         }

@@ -1684,7 +1684,23 @@ fn good_client_is_answered(addr: SocketAddr, pid: i32, idle: usize, slots: usize
         thread::sleep(GRACE + Duration::from_millis(50));
         let t = Instant::now();
         let good = connect_now(addr);
-        silent.extend((0..slots + 100).map(|_| connect_now(addr)));
+        // From four threads: the flood must be in before the good client speaks.
+        let more = slots + 100;
+        thread::scope(|sc| {
+            let openers: Vec<_> = (0..4)
+                .map(|k| {
+                    sc.spawn(move || {
+                        (k..more)
+                            .step_by(4)
+                            .map(|_| connect_now(addr))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for o in openers {
+                silent.extend(o.join().expect("opener"));
+            }
+        });
         crate::util::sleep_until(t + Duration::from_millis(30));
         let spoke = t.elapsed();
         let answer = exchange(good, addr, "GET", "/livez", secs(3.0));
@@ -1742,6 +1758,51 @@ fn a_client_is_not_pushed_out_when_out_of_fds() {
     eprintln!(
         "FIGURE a_client_is_not_pushed_out_when_out_of_fds: {slots} slots; spoke after {judged:?}"
     );
+    v.signal(Signal::SIGTERM);
+    assert_eq!(v.wait_exit(CEILING).code, 0, "{}", v.dump());
+}
+
+/// A cap learned from running out of fds is not for ever: under `ulimit -n 64` vigil holds
+/// what fits (57 here) of 200 silent connections; once its soft limit is raised to 512 (prlimit
+/// on vigil), it holds 200 of a second flood of 200.
+#[test]
+fn fd_cap_grows_back_when_fds_free_up() {
+    let _serial = ABUSE.lock().unwrap_or_else(|p| p.into_inner());
+    // The soft limit only: raising a hard limit needs CAP_SYS_RESOURCE.
+    let (mut v, addr, idle) = health_server("ulimit -Sn 64");
+    let pid = v.pid();
+    let flood: Vec<TcpStream> = (0..200).map(|_| connect_now(addr)).collect();
+    let (mut last, mut since) = (0, Instant::now());
+    wait_until("vigil holds what fits", CEILING, || {
+        let held = sockets_held(pid).saturating_sub(idle);
+        if held != last {
+            (last, since) = (held, Instant::now());
+        }
+        held > 0 && since.elapsed() >= GRACE * 3
+    });
+    assert!(
+        last < 64,
+        "vigil held {last} connections under ulimit -n 64"
+    );
+    let raised = Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg("--nofile=512:")
+        .status()
+        .expect("prlimit");
+    assert!(raised.success(), "prlimit failed");
+    // Silent clients that vigil has let go of are closed by now: a second flood, of 200.
+    let second: Vec<TcpStream> = (0..200).map(|_| connect_now(addr)).collect();
+    let mut held = 0;
+    let grew = poll_until(CEILING, || {
+        held = held.max(sockets_held(pid).saturating_sub(idle));
+        held >= 200
+    });
+    assert!(
+        grew,
+        "vigil held at most {held} connections after its limit was raised"
+    );
+    drop((flood, second));
+    eprintln!("FIGURE fd_cap_grows_back_when_fds_free_up: {last} held at 64 fds, then {held}");
     v.signal(Signal::SIGTERM);
     assert_eq!(v.wait_exit(CEILING).code, 0, "{}", v.dump());
 }
