@@ -4,7 +4,8 @@
 //! client can hold the thread: each connection has a deadline to send a whole request head, the
 //! head is capped, the number of connections is capped (by `MAX_CONNS` or by the fd limit; a
 //! held client gives way to a new one once it has had `GRACE` to speak or has been answered, and
-//! until one may, new clients wait in the listen backlog), and a request never runs a probe. Nothing here touches a process.
+//! until one may, new clients wait in the listen backlog), and a request never runs a probe.
+//! Nothing here touches a process.
 
 use crate::error::Error;
 use crate::log;
@@ -222,7 +223,9 @@ impl Server {
             match out {
                 // Full by a cap learned from EMFILE, yet there was an fd: one more fits.
                 Some(_) if self.cap < MAX_CONNS => self.cap += 1,
-                Some(first) => drop(self.conns.swap_remove(first)),
+                Some(first) => {
+                    self.conns.swap_remove(first);
+                }
                 None => {}
             }
             self.conns.push(conn);

@@ -296,8 +296,9 @@ fn forwarding(mode: Mode) {
 /// A forward's log line is written after the forward (once vigil has waited again), stamped
 /// with the time of the kill: it still comes before the lines of what happened next, and no
 /// line's `ts` goes backwards. (All lines here come from vigil's main thread; a health or probe
-/// line written meanwhile by another thread may carry a later time than a deferred line.) With nothing else happening it is written within the catch-up
-/// (20 ms; the bound here is wide for a loaded machine).
+/// line written meanwhile by another thread may carry a later time than a deferred line.) With
+/// nothing else happening it is written within the catch-up (20 ms; the bound here is wide for a
+/// loaded machine).
 fn forwarded_line_keeps_its_place(mode: Mode) {
     let app = "trap 'echo usr1' USR1; trap : USR2; trap 'echo term; exit 0' TERM; echo ready; \
                while :; do sleep 0.05; done";

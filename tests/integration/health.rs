@@ -9,8 +9,8 @@
 
 use crate::util::{
     CEILING, LOOP, Mode, ProcRef, SLACK, Scratch, can_unshare, closed_port, descendants,
-    instant_of_wall, poll_until, require, secs, stat, status_field, term_ignorer, vigil, vigil_bin,
-    wait_until, zombies,
+    instant_of_wall, poll_until, require, secs, socket_fds, stat, status_field, tcp_listeners,
+    term_ignorer, vigil, vigil_bin, wait_until, zombies,
 };
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -109,6 +109,21 @@ fn exchange(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: vigil-tests\r\nConnection: close\r\n\r\n"
     )?;
+    let mut resp = read_answer(&mut s, method == "HEAD")?;
+    // Connection: close: nothing may follow (for HEAD: no body at all).
+    s.set_read_timeout(Some(secs(0.5)))?;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => resp.trailing.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Ok(resp)
+}
+
+/// Reads one answer: its head, and its body by `Content-Length` (none if `head_only`).
+fn read_answer(s: &mut TcpStream, head_only: bool) -> std::io::Result<Resp> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let end = loop {
@@ -136,7 +151,7 @@ fn exchange(
         body: Vec::new(),
         trailing: buf[end..].to_vec(),
     };
-    if method != "HEAD" {
+    if !head_only {
         let len: usize = resp
             .header("Content-Length")
             .and_then(|v| v.parse().ok())
@@ -149,14 +164,6 @@ fn exchange(
             resp.trailing.extend_from_slice(&chunk[..n]);
         }
         resp.body = resp.trailing.drain(..len).collect();
-    }
-    // Connection: close: nothing may follow (for HEAD: no body at all).
-    s.set_read_timeout(Some(secs(0.5)))?;
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => resp.trailing.extend_from_slice(&chunk[..n]),
-        }
     }
     Ok(resp)
 }
@@ -745,41 +752,16 @@ fn listen_addresses() {
     }
 }
 
-/// The inode of the listening TCP socket on `port` from `/proc/net/tcp{,6}`.
-fn listener_inode(port: u16) -> Option<String> {
-    let hex = format!(":{port:04X}");
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() > 9 && f[1].ends_with(&hex) && f[3] == "0A" {
-                return Some(f[9].to_string());
-            }
-        }
-    }
-    None
-}
-
-/// The `socket:[inode]` targets among `pid`'s file descriptors.
-fn socket_fds(pid: i32) -> Vec<String> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .map(|p| p.to_string_lossy().into_owned())
-                .filter(|t| t.starts_with("socket:["))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The app (a child of vigil) does not hold the listener: none of its descriptors is the socket
 /// vigil listens on.
 fn listener_not_inherited(mode: Mode) {
     let app = format!("exec 2>/dev/null; echo ready; {LOOP}");
     let (v, port) = start_health(mode, ANY4, &["--", "sh", "-c", &app]);
     v.wait_for_line("ready", CEILING);
-    let inode = listener_inode(port).expect("the listener is in /proc/net/tcp");
-    let socket = format!("socket:[{inode}]");
+    let (_, socket) = tcp_listeners("/proc/net")
+        .into_iter()
+        .find(|(p, _)| *p == port)
+        .expect("the listener is in /proc/net/tcp");
     assert!(
         socket_fds(v.pid()).contains(&socket),
         "vigil holds {socket} (else this test shows nothing): {:?}",
@@ -1618,18 +1600,6 @@ fn raise_nofile(want: u64) -> u64 {
 /// The two abuse tests (PID 1 and subreaper) would only measure each other on a small machine.
 static ABUSE: Mutex<()> = Mutex::new(());
 
-/// Sockets vigil holds open: its listener and its connections.
-fn sockets_held(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .filter(|l| l.to_string_lossy().starts_with("socket:"))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 /// vigil's connection cap and the grace a new connection gets before a newer one may push it
 /// out, as in `src/health.rs`.
 const MAX_CONNS: usize = 1024;
@@ -1638,34 +1608,43 @@ const GRACE: Duration = Duration::from_millis(100);
 /// The open-file limit under which the fd limit, not `MAX_CONNS`, caps vigil's connections.
 const FEW_FDS: &str = "ulimit -n 64";
 
+/// Whether vigil can be started under a limit of its own (the `setup` shell runs in a new
+/// namespace); skips (see [`require`]) without `unshare`.
+fn can_limit_vigil() -> bool {
+    require(can_unshare(), "a limit for vigil alone needs unshare")
+}
+
 /// vigil with health on `127.0.0.1:<port>` and the polite app, once the app is ready; `setup`
 /// (shell) runs before it. Returns vigil, the health address and the sockets vigil holds idle.
 fn health_server(setup: &str) -> (crate::util::Vigil, SocketAddr, usize) {
     let (v, port) = start_health_setup(one_mode(), V4, setup, &["--", "sh", "-c", &polite_app()]);
     v.wait_for_line("ready", CEILING);
-    let idle = sockets_held(v.pid());
+    let idle = socket_fds(v.pid()).len();
     (v, at(V4, port), idle)
-}
-
-fn connect_now(addr: SocketAddr) -> TcpStream {
-    TcpStream::connect_timeout(&addr, secs(3.0)).expect("connect")
 }
 
 /// How many connections vigil holds at most: opens `offered` silent ones, waits until the number
 /// it holds has stayed the same for three graces, then closes them and waits until vigil has
 /// let go of them all.
 fn slots(addr: SocketAddr, pid: i32, idle: usize, offered: usize) -> usize {
-    let flood: Vec<TcpStream> = (0..offered).map(|_| connect_now(addr)).collect();
+    let flood: Vec<TcpStream> = (0..offered).map(|_| connect(addr)).collect();
+    let held = steady_hold(pid, idle);
+    drop(flood);
+    wait_until("vigil lets go", CEILING, || socket_fds(pid).len() <= idle);
+    held
+}
+
+/// Waits until the number of connections vigil holds (beyond `idle` sockets) is above 0 and
+/// has stayed the same for three graces; returns it.
+fn steady_hold(pid: i32, idle: usize) -> usize {
     let (mut last, mut since) = (0, Instant::now());
     wait_until("vigil holds a steady number", CEILING, || {
-        let held = sockets_held(pid).saturating_sub(idle);
+        let held = socket_fds(pid).len().saturating_sub(idle);
         if held != last {
             (last, since) = (held, Instant::now());
         }
         held > 0 && since.elapsed() >= GRACE * 3
     });
-    drop(flood);
-    wait_until("vigil lets go", CEILING, || sockets_held(pid) <= idle);
     last
 }
 
@@ -1677,13 +1656,13 @@ fn slots(addr: SocketAddr, pid: i32, idle: usize, offered: usize) -> usize {
 fn good_client_is_answered(addr: SocketAddr, pid: i32, idle: usize, slots: usize) -> Vec<Duration> {
     let mut judged = Vec::new();
     for _ in 0..10 {
-        let mut silent: Vec<TcpStream> = (0..slots).map(|_| connect_now(addr)).collect();
+        let mut silent: Vec<TcpStream> = (0..slots).map(|_| connect(addr)).collect();
         wait_until("vigil holds every slot", CEILING, || {
-            sockets_held(pid) >= idle + slots
+            socket_fds(pid).len() >= idle + slots
         });
         thread::sleep(GRACE + Duration::from_millis(50));
         let t = Instant::now();
-        let good = connect_now(addr);
+        let good = connect(addr);
         // From four threads: the flood must be in before the good client speaks.
         let more = slots + 100;
         thread::scope(|sc| {
@@ -1692,7 +1671,7 @@ fn good_client_is_answered(addr: SocketAddr, pid: i32, idle: usize, slots: usize
                     sc.spawn(move || {
                         (k..more)
                             .step_by(4)
-                            .map(|_| connect_now(addr))
+                            .map(|_| connect(addr))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -1713,7 +1692,7 @@ fn good_client_is_answered(addr: SocketAddr, pid: i32, idle: usize, slots: usize
         }
         drop(silent);
         wait_until("vigil closes the flood", CEILING, || {
-            sockets_held(pid) <= idle
+            socket_fds(pid).len() <= idle
         });
         if judged.len() == 3 {
             break;
@@ -1750,6 +1729,9 @@ fn a_client_is_not_pushed_out_before_it_speaks() {
 #[test]
 fn a_client_is_not_pushed_out_when_out_of_fds() {
     let _serial = ABUSE.lock().unwrap_or_else(|p| p.into_inner());
+    if !can_limit_vigil() {
+        return;
+    }
     let (mut v, addr, idle) = health_server(FEW_FDS);
     let pid = v.pid();
     let slots = slots(addr, pid, idle, 200);
@@ -1769,17 +1751,13 @@ fn a_client_is_not_pushed_out_when_out_of_fds() {
 fn fd_cap_grows_back_when_fds_free_up() {
     let _serial = ABUSE.lock().unwrap_or_else(|p| p.into_inner());
     // The soft limit only: raising a hard limit needs CAP_SYS_RESOURCE.
+    if !can_limit_vigil() {
+        return;
+    }
     let (mut v, addr, idle) = health_server("ulimit -Sn 64");
     let pid = v.pid();
-    let flood: Vec<TcpStream> = (0..200).map(|_| connect_now(addr)).collect();
-    let (mut last, mut since) = (0, Instant::now());
-    wait_until("vigil holds what fits", CEILING, || {
-        let held = sockets_held(pid).saturating_sub(idle);
-        if held != last {
-            (last, since) = (held, Instant::now());
-        }
-        held > 0 && since.elapsed() >= GRACE * 3
-    });
+    let flood: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
+    let last = steady_hold(pid, idle);
     assert!(
         last < 64,
         "vigil held {last} connections under ulimit -n 64"
@@ -1791,10 +1769,10 @@ fn fd_cap_grows_back_when_fds_free_up() {
         .expect("prlimit");
     assert!(raised.success(), "prlimit failed");
     // Silent clients that vigil has let go of are closed by now: a second flood, of 200.
-    let second: Vec<TcpStream> = (0..200).map(|_| connect_now(addr)).collect();
+    let second: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
     let mut held = 0;
     let grew = poll_until(CEILING, || {
-        held = held.max(sockets_held(pid).saturating_sub(idle));
+        held = held.max(socket_fds(pid).len().saturating_sub(idle));
         held >= 200
     });
     assert!(
@@ -1810,29 +1788,7 @@ fn fd_cap_grows_back_when_fds_free_up() {
 /// `GET /livez` on a keep-alive connection; the status code.
 fn keep_alive_get(s: &mut TcpStream) -> std::io::Result<u16> {
     s.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Some(end) = find(&buf, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or_else(|| io_err("no content-length"))?;
-            if buf.len() >= end + 4 + len {
-                return head
-                    .get(9..12)
-                    .and_then(|c| c.parse().ok())
-                    .ok_or_else(|| io_err("no status"));
-            }
-        }
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io_err("closed"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    read_answer(s, false).map(|r| r.code)
 }
 
 /// Busy keep-alive clients in every slot do not lock a new client out: the grace runs from the
@@ -1842,6 +1798,9 @@ fn keep_alive_get(s: &mut TcpStream) -> std::io::Result<u16> {
 #[test]
 fn keep_alive_clients_cannot_lock_out_a_new_one() {
     let _serial = ABUSE.lock().unwrap_or_else(|p| p.into_inner());
+    if !can_limit_vigil() {
+        return;
+    }
     let (mut v, addr, idle) = health_server(FEW_FDS);
     let pid = v.pid();
     let slots = slots(addr, pid, idle, 200);
@@ -1849,7 +1808,7 @@ fn keep_alive_clients_cannot_lock_out_a_new_one() {
     let answered = Arc::new(AtomicUsize::new(0));
     let busy = {
         let (stop, answered) = (Arc::clone(&stop), Arc::clone(&answered));
-        let mut conns: Vec<TcpStream> = (0..slots).map(|_| connect_now(addr)).collect();
+        let mut conns: Vec<TcpStream> = (0..slots).map(|_| connect(addr)).collect();
         thread::spawn(move || {
             for c in &conns {
                 let _ = c.set_read_timeout(Some(secs(1.0)));
@@ -1867,7 +1826,7 @@ fn keep_alive_clients_cannot_lock_out_a_new_one() {
         answered.load(Ordering::Relaxed) >= slots * 3
     });
     let t = Instant::now();
-    let answer = exchange(connect_now(addr), addr, "GET", "/livez", secs(3.0));
+    let answer = exchange(connect(addr), addr, "GET", "/livez", secs(3.0));
     let took = t.elapsed();
     stop.store(true, Ordering::Relaxed);
     let _ = busy.join();

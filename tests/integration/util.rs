@@ -475,29 +475,45 @@ pub fn closed_port() -> (std::os::fd::OwnedFd, u16) {
 /// other process can take it in between; read it back with [`Vigil::health_port`].
 pub const ANY_PORT: &str = "127.0.0.1:0";
 
-/// The port of a TCP socket `pid` listens on, from /proc/PID/fd and /proc/PID/net/tcp{,6}
-/// (whatever vigil logs, even with its output closed).
+/// The `socket:[inode]` targets among `pid`'s file descriptors.
+pub fn socket_fds(pid: i32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .map(|p| p.to_string_lossy().into_owned())
+                .filter(|t| t.starts_with("socket:["))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The listening TCP sockets in `net`/tcp and `net`/tcp6 (`/proc/net` or `/proc/PID/net`): each
+/// port with its `socket:[inode]`.
+pub fn tcp_listeners(net: &str) -> Vec<(u16, String)> {
+    ["tcp", "tcp6"]
+        .iter()
+        .flat_map(|table| {
+            let text = std::fs::read_to_string(format!("{net}/{table}")).unwrap_or_default();
+            text.lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+                    let port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+                    (*state == "0A").then(|| (port, format!("socket:[{inode}]")))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The port of a TCP socket `pid` listens on (whatever vigil logs, even with its output closed).
 pub fn listening_port(pid: i32) -> Option<u16> {
-    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read_link(e.path()).ok())
-        .filter_map(|l| {
-            let l = l.to_string_lossy().into_owned();
-            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-        })
-        .collect();
-    ["tcp", "tcp6"].iter().find_map(|table| {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok()?;
-        text.lines().skip(1).find_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
-            if *state != "0A" || !inodes.iter().any(|i| i == inode) {
-                return None;
-            }
-            u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
-        })
-    })
+    let mine = socket_fds(pid);
+    tcp_listeners(&format!("/proc/{pid}/net"))
+        .into_iter()
+        .find(|(_, socket)| mine.contains(socket))
+        .map(|(port, _)| port)
 }
 
 /// Quotes `s` for a POSIX shell.
