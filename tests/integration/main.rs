@@ -6,7 +6,7 @@
 //! Most behaviour is checked twice, as tini runs its whole suite twice: with vigil as PID 1 of a
 //! new pid namespace (`<test>::pid1`) and as a child subreaper (`<test>::subreaper`). A mode or a
 //! privilege this machine lacks is skipped with a printed `SKIP` line, and is a failure when
-//! `VIGIL_REQUIRE_ALL_TESTS=1`.
+//! `REQUIRE_ALL_TESTS=1`.
 
 /// Defines `mod <name> { fn pid1; fn subreaper }`, two tests that call `<name>(mode)`.
 macro_rules! both_modes {

@@ -3,7 +3,7 @@
 //! the final-stage layout of Dockerfile.example.
 //!
 //! They need root and runc (CI installs `runc` and `busybox-static`); without them each test
-//! prints `SKIP <name>: <reason>`, which is a failure under VIGIL_REQUIRE_ALL_TESTS=1. Containers
+//! prints `SKIP <name>: <reason>`, which is a failure under REQUIRE_ALL_TESTS=1. Containers
 //! run in the foreground (`runc run`, stdio piped here), so runc's exit status is the container's;
 //! the platform's SIGTERM is `runc kill ID TERM`. Every container is killed and deleted on every
 //! path by `Container`'s `Drop`.
@@ -43,8 +43,8 @@ fn static_dir() -> PathBuf {
 /// Prints why a test does not run, or fails it when every test must run (CI).
 fn skip(test: &str, reason: &str) {
     assert!(
-        std::env::var_os("VIGIL_REQUIRE_ALL_TESTS").is_none_or(|v| v != "1"),
-        "{test}: {reason} (VIGIL_REQUIRE_ALL_TESTS=1)"
+        std::env::var_os("REQUIRE_ALL_TESTS").is_none_or(|v| v != "1"),
+        "{test}: {reason} (REQUIRE_ALL_TESTS=1)"
     );
     eprintln!("SKIP {test}: {reason}");
 }

@@ -51,14 +51,14 @@ fn test_name() -> String {
 }
 
 /// True when the test can go on. Otherwise prints `SKIP <test>: <reason>` and returns false, or
-/// fails the test when `VIGIL_REQUIRE_ALL_TESTS=1` (CI must not skip silently).
+/// fails the test when `REQUIRE_ALL_TESTS=1` (CI must not skip silently).
 pub fn require(cond: bool, reason: &str) -> bool {
     if cond {
         return true;
     }
-    if std::env::var("VIGIL_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
+    if std::env::var("REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
         panic!(
-            "{}: cannot run ({reason}) and VIGIL_REQUIRE_ALL_TESTS=1",
+            "{}: cannot run ({reason}) and REQUIRE_ALL_TESTS=1",
             test_name()
         );
     }
