@@ -1,7 +1,6 @@
 //! vigil: a tiny PID 1 for containers. `main` only dispatches and maps the outcome to an exit
 //! status; the lifecycle lives in `supervisor.rs`.
 
-mod catch_up;
 mod checker;
 mod cli;
 mod drain;
@@ -16,6 +15,7 @@ mod probe;
 mod procs;
 mod reaper;
 mod signals;
+mod sink;
 mod spawn;
 mod status;
 mod supervisor;

@@ -13,10 +13,7 @@
 use crate::error::Error;
 use crate::log;
 use crate::sys;
-use nix::sys::signal::{SigEvent, SigSet, SigevNotify, SigmaskHow, Signal, kill, pthread_sigmask};
-use nix::sys::time::TimeSpec;
-use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
-use nix::time::ClockId;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::unistd::getpid;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -52,11 +49,9 @@ fn handled() -> SigSet {
     set
 }
 
-/// The blocked set, waited on by the supervisor loop, and a one-shot timer that raises a
-/// SIGCHLD (a wake-up) without a timeout on every wait.
+/// The blocked set, waited on by the supervisor loop.
 pub struct Signals {
     set: SigSet,
-    alarm: Option<Timer>,
 }
 
 /// A handle threads use to wake the supervisor loop.
@@ -80,34 +75,7 @@ impl Signals {
                 errno,
             }
         })?;
-        // Without a timer (timer_create refused), the loop uses a deadline instead.
-        let wake = SigEvent::new(SigevNotify::SigevSignal {
-            signal: Signal::SIGCHLD,
-            si_value: 0,
-        });
-        let alarm = Timer::new(ClockId::CLOCK_MONOTONIC, wake).ok();
-        Ok(Signals { set, alarm })
-    }
-
-    /// Wakes the loop once, `after` from now (replacing an earlier such wake-up). False when
-    /// there is no timer: then the caller must pass the time to `wait` as a deadline.
-    pub fn wake_in(&mut self, after: Duration) -> bool {
-        let Some(alarm) = self.alarm.as_mut() else {
-            return false;
-        };
-        let at = Expiration::OneShot(TimeSpec::from_duration(after));
-        alarm.set(at, TimerSetTimeFlags::empty()).is_ok()
-    }
-
-    /// Cancels `wake_in`'s wake-up. The caller reaps right after: a timer's SIGCHLD still
-    /// queued now may be dropped by the kernel (a re-armed or cancelled timer's queued signal
-    /// is stale since Linux 6.13), and a child's SIGCHLD sent while it was queued merged into it.
-    pub fn disarm(&mut self) {
-        if let Some(alarm) = self.alarm.as_mut() {
-            // A zero one-shot disarms; failing leaves one stray wake-up, nothing worse.
-            let off = Expiration::OneShot(TimeSpec::from_duration(Duration::ZERO));
-            let _ = alarm.set(off, TimerSetTimeFlags::empty());
-        }
+        Ok(Signals { set })
     }
 
     pub fn waker(&self) -> Waker {

@@ -10,16 +10,16 @@ mod kill;
 mod start;
 mod verdict;
 
-use crate::catch_up::CatchUp;
 use crate::checker::ProbeChildren;
 use crate::cli::Config;
 use crate::drain::{Action, Drain, Trigger};
 use crate::drill::Drill;
 use crate::error::Error;
-use crate::log::{self, Lazy};
+use crate::log;
 use crate::procs;
 use crate::reaper;
 use crate::signals::{FORWARDED, Signals};
+use crate::sink;
 use crate::status::{App, Shared};
 use kill::not_delivered;
 use nix::sys::signal::{Signal, killpg};
@@ -29,6 +29,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// How often vigil re-sweeps after the SIGKILL, for processes forked mid-sweep.
 const SWEEP_EVERY: Duration = Duration::from_millis(20);
+
+/// While log lines are dropped and not yet reported, how often vigil tries to report them.
+const DROPPED_RETRY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -54,8 +57,6 @@ pub struct Supervisor {
     app_exited_itself: bool,
     /// `vigil drill`: vigil sends the SIGTERM itself and reports.
     drill: Option<Drill>,
-    /// The bookkeeping a forward's fast path owes (see `run`).
-    catch_up: CatchUp,
 }
 
 /// Runs `vigil [OPTIONS] -- COMMAND` and returns vigil's exit status.
@@ -85,29 +86,11 @@ fn run_with(config: Config, drill_after: Option<Duration>) -> u8 {
 
 impl Supervisor {
     /// The loop: deadline, wait, dispatch, reap, act on what is due, maybe finish.
-    ///
-    /// A forwarded signal takes a fast path: the kill, then straight back to the wait. The
-    /// bookkeeping it skips (its log line, other pending signals, the reap) is paid by the
-    /// next pass, within `catch_up::WITHIN` (see there).
     fn run(&mut self) -> u8 {
         loop {
             let wake_at = self.next_deadline();
-            match self.signals.wait(wake_at) {
-                Some(sig) if FORWARDED.contains(&sig) => {
-                    self.forward(sig, "forward");
-                    let signals = &mut self.signals;
-                    if self
-                        .catch_up
-                        .forwarded(Instant::now(), |d| signals.wake_in(d))
-                    {
-                        continue;
-                    }
-                }
-                Some(sig) => self.on_signal(sig),
-                None => {}
-            }
-            if self.catch_up.settle() {
-                self.signals.disarm(); // the reap below covers a SIGCHLD lost with its signal
+            if let Some(sig) = self.signals.wait(wake_at) {
+                self.on_signal(sig);
             }
             // Everything else pending, so a flood of one signal cannot starve another: the
             // kernel always hands out the lowest pending signal first.
@@ -122,8 +105,7 @@ impl Supervisor {
             if let Some(code) = self.finished() {
                 return exiting(self.report(code));
             }
-            // Whatever this pass deferred (the drain's forward) is written before vigil waits.
-            log::flush();
+            log::report_dropped();
         }
     }
 
@@ -137,7 +119,8 @@ impl Supervisor {
             self.drain.next_deadline(),
             sweep,
             drill,
-            self.catch_up.deadline(),
+            // Lines were dropped on a stalled stderr: look again for the reader now and then.
+            sink::owed().then(|| Instant::now() + DROPPED_RETRY),
         ]
         .into_iter()
         .flatten()
@@ -205,22 +188,28 @@ impl Supervisor {
         }
     }
 
-    /// Sends `sig` to the app's process group (its pgid is its pid).
+    /// Sends `sig` to the app's process group (its pgid is its pid). A forward outside a drain
+    /// is logged at debug only (contract, "Log lines"), so it costs no write at the default
+    /// level; the drain's own are at info.
     fn forward(&self, sig: Signal, reason: &'static str) {
+        let level = if reason == "drain" {
+            log::Level::Info
+        } else {
+            log::Level::Debug
+        };
         // Read before the kill: on another CPU the app's handler can run before killpg returns.
-        let at = SystemTime::now();
+        let at = log::enabled(level).then(SystemTime::now);
         match killpg(self.app, sig) {
-            // Written once vigil has waited again (`run`), stamped with the time of the kill.
-            Ok(()) => log::later(
-                at,
-                log::Level::Info,
-                "signal forwarded",
-                [
-                    ("signal", Lazy::Str(sig.as_str())),
-                    ("pgid", Lazy::Int(self.app.as_raw().into())),
-                    ("reason", Lazy::Str(reason)),
-                ],
-            ),
+            Ok(()) => {
+                if let Some(at) = at {
+                    let fields = [
+                        ("signal", json!(sig.as_str())),
+                        ("pgid", json!(self.app.as_raw())),
+                        ("reason", json!(reason)),
+                    ];
+                    log::log_at(at, level, "signal forwarded", &fields);
+                }
+            }
             Err(errno) => not_delivered(sig, "pgid", self.app.as_raw(), errno),
         }
     }
@@ -277,7 +266,6 @@ impl Supervisor {
 
 fn exiting(code: u8) -> u8 {
     log::info("exiting", &[("code", json!(code))]);
-    log::flush(); // lines below the log level are dropped, but a deferred one never is
     code
 }
 

@@ -1,7 +1,6 @@
 //! Start-up: everything up to and including the spawn.
 
 use super::{Mode, Supervisor};
-use crate::catch_up::CatchUp;
 use crate::checker::{Checker, ProbeChildren};
 use crate::cli::Config;
 use crate::drain::Drain;
@@ -85,7 +84,6 @@ impl Supervisor {
             gave_up: false,
             app_exited_itself: false,
             drill,
-            catch_up: CatchUp::default(),
         }))
     }
 }

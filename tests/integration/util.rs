@@ -559,10 +559,15 @@ pub fn term_ignorer() -> String {
 
 type Lines = Arc<Mutex<Vec<String>>>;
 
-fn capture(r: impl Read + Send + 'static) -> Lines {
+/// Reads `r` line by line into the returned list; with a `gate`, only once it is opened (a
+/// message, or its sender dropped), so until then whoever writes to `r` finds the pipe full.
+fn capture(r: impl Read + Send + 'static, gate: Option<std::sync::mpsc::Receiver<()>>) -> Lines {
     let lines: Lines = Arc::default();
     let sink = Arc::clone(&lines);
     thread::spawn(move || {
+        if let Some(gate) = gate {
+            let _ = gate.recv();
+        }
         let mut r = BufReader::new(r);
         let mut buf = Vec::new();
         loop {
@@ -588,6 +593,7 @@ pub struct Builder {
     prefix: Vec<String>,
     setup: String,
     tty: bool,
+    stall_stderr: bool,
     scratch: Option<Scratch>,
 }
 
@@ -600,6 +606,7 @@ pub fn vigil<S: AsRef<str>>(args: &[S]) -> Builder {
         prefix: Vec::new(),
         setup: String::new(),
         tty: false,
+        stall_stderr: false,
         scratch: None,
     }
 }
@@ -656,6 +663,13 @@ impl Builder {
     /// controlling terminal. The test types with [`Vigil::keys`]; all output arrives on stdout.
     pub fn tty(mut self) -> Builder {
         self.tty = true;
+        self
+    }
+
+    /// Nobody reads vigil's stderr (a log collector that stopped) until
+    /// [`Vigil::release_stderr`]: once the pipe is full, every write to it would block.
+    pub fn stall_stderr(mut self) -> Builder {
+        self.stall_stderr = true;
         self
     }
 
@@ -729,8 +743,10 @@ impl Builder {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
         let mut root = cmd.spawn().expect("spawn vigil");
-        let out = capture(root.stdout.take().expect("stdout"));
-        let err = capture(root.stderr.take().expect("stderr"));
+        let out = capture(root.stdout.take().expect("stdout"), None);
+        let (gate, opens) = std::sync::mpsc::channel();
+        let stall = self.stall_stderr.then_some(opens);
+        let err = capture(root.stderr.take().expect("stderr"), stall);
         let comm: String = Path::new(&self.program)
             .file_name()
             .map(|n| n.to_string_lossy().chars().take(15).collect())
@@ -745,6 +761,7 @@ impl Builder {
             err,
             gone_at: None,
             status: None,
+            stderr_gate: Some(gate),
             _scratch: self.scratch,
         }
     }
@@ -769,6 +786,8 @@ pub struct Vigil {
     err: Lines,
     gone_at: Option<Instant>,
     status: Option<i32>,
+    /// Dropping it lets a stalled stderr be read (see [`Builder::stall_stderr`]).
+    stderr_gate: Option<std::sync::mpsc::Sender<()>>,
     _scratch: Option<Scratch>,
 }
 
@@ -784,6 +803,11 @@ impl Vigil {
             .filter_map(stat)
             .find(|s| s.comm == self.comm && s.state != 'Z')
             .and_then(|s| ProcRef::of(s.pid))
+    }
+
+    /// Starts reading a stderr stalled with [`Builder::stall_stderr`].
+    pub fn release_stderr(&mut self) {
+        self.stderr_gate = None;
     }
 
     /// vigil's own process (host pid), waiting until it has been exec'd.
