@@ -6,8 +6,6 @@ mod cli;
 mod drain;
 mod drill;
 mod error;
-#[cfg(test)]
-mod fuzz;
 mod health;
 mod log;
 mod privileges;
