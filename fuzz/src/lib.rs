@@ -23,3 +23,5 @@ pub mod procs;
 pub mod signals;
 #[path = "../../src/status.rs"]
 pub mod status;
+#[path = "../../src/sys.rs"]
+pub mod sys;
