@@ -21,6 +21,8 @@ pub mod probe;
 pub mod procs;
 #[path = "../../src/signals.rs"]
 pub mod signals;
+#[path = "../../src/sink.rs"]
+pub mod sink;
 #[path = "../../src/status.rs"]
 pub mod status;
 #[path = "../../src/sys.rs"]

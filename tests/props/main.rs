@@ -39,6 +39,8 @@ mod probe;
 mod procs;
 #[path = "../../src/signals.rs"]
 mod signals;
+#[path = "../../src/sink.rs"]
+mod sink;
 #[path = "../../src/status.rs"]
 mod status;
 #[path = "../../src/sys.rs"]
