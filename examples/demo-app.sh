@@ -7,7 +7,7 @@ drain() { echo "demo: $1, finishing in-flight work"; sleep 1; rm -f "$ready"; ec
 trap 'drain SIGTERM' TERM
 trap 'drain SIGINT' INT
 trap 'echo "demo: SIGHUP, reloading"' HUP
-echo "demo: starting as uid $(id -u), pid $$"
+echo "demo: starting as uid $(id -u), pid $$; \`kill -TERM $PPID\` (vigil) starts the drain"
 sleep 1
 touch "$ready"
 echo "demo: ready"
