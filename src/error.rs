@@ -1,4 +1,5 @@
-//! The one error type for everything that can go wrong before the app is spawned.
+//! The one error type for everything that can go wrong before the app is spawned, and the
+//! warning for what goes wrong then without stopping the start.
 //!
 //! Each variant names the failed operation and keeps the cause; `Display` gives the single line
 //! the contract promises on stderr. All of them exit with status 2: after the spawn nothing leaves
@@ -28,6 +29,14 @@ pub enum Error {
     Startup { op: &'static str, errno: nix::Error },
     /// The health listener could not be bound.
     Bind { addr: String, why: String },
+}
+
+/// A start-up step that failed without stopping the start. It is logged at warn after "vigil
+/// starting", once nothing can refuse the start any more.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    pub msg: &'static str,
+    pub fields: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Error {

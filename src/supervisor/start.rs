@@ -5,7 +5,7 @@ use crate::checker::{Checker, ProbeChildren};
 use crate::cli::Config;
 use crate::drain::Drain;
 use crate::drill::Drill;
-use crate::error::Error;
+use crate::error::{Error, Warning};
 use crate::health;
 use crate::log;
 use crate::privileges::{self, Credentials, UserSpec};
@@ -26,7 +26,10 @@ impl Supervisor {
     ) -> Result<Result<Supervisor, u8>, Error> {
         // Block signals first: before any thread exists, and before anything can send them.
         let signals = Signals::block()?;
-        let mode = become_reaper()?;
+        // Lines that must wait for "vigil starting": nothing is logged before a start that can
+        // still fail.
+        let mut warnings = Vec::new();
+        let (mode, mode_name) = become_reaper(&mut warnings);
         let creds = match &config.user {
             Some(spec) => Some((spec, privileges::lookup(spec)?)),
             None => None,
@@ -42,7 +45,11 @@ impl Supervisor {
             privileges::drop_to(spec, c)?;
         }
         // Everything that can refuse to start has run: from here on, every line is an event.
-        announce(mode, uid, gid, creds.as_ref().map(|(spec, c)| (*spec, c)));
+        announce(mode_name, uid, gid, &warnings);
+        if let Some((spec, c)) = &creds {
+            announce_drop(spec, c);
+        }
+        warn_if_root();
         if let Some(listener) = listener {
             health::start(listener, status.clone())?;
         }
@@ -89,24 +96,34 @@ impl Supervisor {
 }
 
 /// PID 1 reaps by birthright; anywhere else vigil asks to inherit its descendants' orphans.
-fn become_reaper() -> Result<Mode, Error> {
+/// Where that is refused (qemu-user answers EINVAL, some sandboxes EPERM), vigil warns and runs
+/// on as the app's plain parent: the app is supervised as before, with a subreaper's rules for
+/// whom vigil may signal, and orphans go to the real init. Also the mode's name for the log.
+fn become_reaper(warnings: &mut Vec<Warning>) -> (Mode, &'static str) {
     if getpid().as_raw() == 1 {
-        return Ok(Mode::Pid1);
+        return (Mode::Pid1, "pid1");
     }
-    nix::sys::prctl::set_child_subreaper(true).map_err(|errno| Error::Startup {
-        op: "become a child subreaper",
-        errno,
-    })?;
-    Ok(Mode::Subreaper)
+    match nix::sys::prctl::set_child_subreaper(true) {
+        Ok(()) => (Mode::Subreaper, "subreaper"),
+        Err(errno) => {
+            warnings.push(Warning {
+                msg: "not a child subreaper",
+                fields: vec![
+                    ("error", json!(errno.desc())),
+                    (
+                        "hint",
+                        json!("the kernel or an emulator refused PR_SET_CHILD_SUBREAPER: the app is still supervised, orphans go to the real init"),
+                    ),
+                ],
+            });
+            (Mode::Subreaper, "parent")
+        }
+    }
 }
 
-/// The start-up lines: who vigil is (`uid`, `gid` as it was started), the drop, and a warning
-/// if it is still root.
-fn announce(mode: Mode, uid: u32, gid: u32, dropped: Option<(&UserSpec, &Credentials)>) {
-    let mode = match mode {
-        Mode::Pid1 => "pid1",
-        Mode::Subreaper => "subreaper",
-    };
+/// The first start-up line, who vigil is (`uid`, `gid` as it was started), then the
+/// warnings the start-up held back.
+fn announce(mode: &str, uid: u32, gid: u32, warnings: &[Warning]) {
     log::info(
         "vigil starting",
         &[
@@ -117,17 +134,26 @@ fn announce(mode: Mode, uid: u32, gid: u32, dropped: Option<(&UserSpec, &Credent
             ("gid", json!(gid)),
         ],
     );
-    if let Some((spec, c)) = dropped {
-        log::info(
-            "privileges dropped",
-            &[
-                ("user", json!(spec.to_string())),
-                ("uid", json!(c.uid)),
-                ("gid", json!(c.gid)),
-                ("groups", json!(c.groups)),
-            ],
-        );
+    for w in warnings {
+        log::warn(w.msg, &w.fields);
     }
+}
+
+/// The switch `--user` made.
+fn announce_drop(spec: &UserSpec, c: &Credentials) {
+    log::info(
+        "privileges dropped",
+        &[
+            ("user", json!(spec.to_string())),
+            ("uid", json!(c.uid)),
+            ("gid", json!(c.gid)),
+            ("groups", json!(c.groups)),
+        ],
+    );
+}
+
+/// Without `--user`, or with `--user root`, the platform's non-root rule is broken: say so.
+fn warn_if_root() {
     if geteuid().is_root() {
         log::warn(
             "running as root",

@@ -99,3 +99,63 @@ fn orphans_not_logged_at_info() {
         v.dump()
     );
 }
+
+/// Where PR_SET_CHILD_SUBREAPER is refused (qemu-user answers EINVAL; here strace injects that
+/// answer into vigil's first prctl), vigil warns and runs on: the app gets forwarded signals,
+/// a drain's SIGTERM and, when it ignores that, the SIGKILL at the deadline; its status is
+/// vigil's. Before, vigil exited 2 ("unable to become a child subreaper").
+#[test]
+fn subreaper_refused_still_supervises() {
+    let strace = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !crate::util::require(strace, "needs strace to refuse the subreaper") {
+        return;
+    }
+    let refuse = [
+        "strace",
+        "-o",
+        "/dev/null",
+        "-e",
+        "inject=prctl:error=EINVAL:when=1",
+    ];
+    let app = "trap 'echo got-hup' HUP; trap 'echo got-term; exit 7' TERM; echo ready; \
+               while :; do sleep 1 & wait $!; done";
+    let mut v = vigil(&["--", "sh", "-c", app]).wrap(&refuse).subreaper();
+    v.wait_for_line("ready", CEILING);
+    let warn = v.wait_for_log("not a child subreaper", |_| true, CEILING);
+    assert_eq!(warn["level"], "warn", "{warn}");
+    assert_eq!(warn["error"], "Invalid argument", "{warn}");
+    let starting = &v.logs_with("vigil starting")[0];
+    assert_eq!(starting["mode"], "parent", "{starting}");
+    v.signal(nix::sys::signal::Signal::SIGHUP);
+    v.wait_for_line("got-hup", CEILING);
+    v.signal(nix::sys::signal::Signal::SIGTERM);
+    v.wait_for_line("got-term", CEILING);
+    v.wait_gone(CEILING);
+    assert!(v.survivors().is_empty(), "{}", v.describe(&v.survivors()));
+    assert_eq!(v.wait_exit(CEILING).code, 7, "{}", v.dump());
+
+    let app = crate::util::term_ignorer();
+    let mut v = vigil(&["--drain-timeout", "1", "--", "sh", "-c", &app])
+        .wrap(&refuse)
+        .subreaper();
+    v.wait_for_line("ready", CEILING);
+    v.wait_for_log("not a child subreaper", |_| true, CEILING);
+    let t0 = v.signal(nix::sys::signal::Signal::SIGTERM);
+    let gone = v.wait_gone(CEILING);
+    assert!(gone >= t0 + secs(1.0), "{:?}", gone - t0);
+    assert!(
+        gone <= t0 + secs(1.5) + crate::util::SLACK,
+        "{:?}",
+        gone - t0
+    );
+    assert!(v.survivors().is_empty(), "{}", v.describe(&v.survivors()));
+    assert_eq!(v.wait_exit(CEILING).code, 137, "{}", v.dump());
+    eprintln!(
+        "FIGURE subreaper_refused_still_supervises: PR_SET_CHILD_SUBREAPER refused (EINVAL): \
+         warn, status 7 passed on, HUP forwarded, drain SIGKILL after {:?}",
+        gone - t0
+    );
+}

@@ -638,6 +638,13 @@ impl Builder {
         self
     }
 
+    /// Runs vigil under this command: `setpriv ...` execs it in its place, `strace ...` makes
+    /// it a child (never PID 1).
+    pub fn wrap(mut self, argv: &[&str]) -> Builder {
+        self.prefix.extend(argv.iter().map(|a| a.to_string()));
+        self
+    }
+
     /// Shell code the namespace's PID 1 runs (as root) before it starts vigil: vigil inherits its
     /// file descriptors and signal dispositions.
     pub fn setup(mut self, sh: &str) -> Builder {
