@@ -7,6 +7,7 @@ mod drain;
 mod drill;
 mod error;
 mod health;
+mod lockdown;
 mod log;
 mod privileges;
 mod probe;

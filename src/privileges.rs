@@ -3,9 +3,11 @@
 //! Parsing is pure (static musl has no NSS, and the contract says "never NSS"), so every rule is
 //! unit-tested on fixtures. The switch is setgroups, setgid, setuid in that order (as
 //! s6-applyuidgid and su-exec do) for vigil itself; the app inherits the dropped ids. std's
-//! `Command::uid` is avoided: as root it clears the supplementary groups.
+//! `Command::uid` is avoided: as root it clears the supplementary groups. What surrounds the
+//! switch (stdio handed to the user) is `lockdown.rs`.
 
-use crate::error::Error;
+use crate::error::{Error, Warning};
+use crate::lockdown;
 use nix::unistd::{Gid, Uid, getegid, geteuid, getgid, getuid, setgid, setgroups, setuid};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,19 +215,30 @@ pub fn lookup(spec: &UserSpec) -> Result<Credentials, Error> {
     resolve(spec, passwd.as_deref(), group.as_deref())
 }
 
-/// Switches this process (and so everything it spawns later) to `creds`.
+/// How the drop went, for the start-up's lines.
+#[derive(Debug, Default)]
+pub struct Dropped {
+    /// The stdio descriptors handed to the user.
+    pub stdio: Vec<i32>,
+    /// What did not go as it should but does not stop the start.
+    pub warnings: Vec<Warning>,
+}
+
+/// Switches this process (and so everything it spawns later) to `creds`: stdio handed over,
+/// then setgroups, setgid, setuid. `pid1`: whether a terminal may be handed over.
 ///
 /// Already running as exactly those ids (an image with `USER app` and `VIGIL_USER=app`), there is
 /// nothing to do. Otherwise the calls are made and any refusal is a start-up error.
-pub fn drop_to(spec: &UserSpec, creds: &Credentials) -> Result<(), Error> {
+pub fn drop_to(spec: &UserSpec, creds: &Credentials, pid1: bool) -> Result<Dropped, Error> {
     let (uid, gid) = (Uid::from_raw(creds.uid), Gid::from_raw(creds.gid));
+    let mut dropped = Dropped::default();
     if !geteuid().is_root()
         && getuid() == uid
         && geteuid() == uid
         && getgid() == gid
         && getegid() == gid
     {
-        return Ok(());
+        return Ok(dropped);
     }
     let fail = |op, errno| Error::SwitchUser {
         source: spec.source.clone(),
@@ -233,6 +246,7 @@ pub fn drop_to(spec: &UserSpec, creds: &Credentials) -> Result<(), Error> {
         op,
         errno,
     };
+    dropped.stdio = lockdown::hand_over_stdio(creds.uid, pid1, &mut dropped.warnings);
     let groups: Vec<Gid> = creds.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     setgroups(&groups).map_err(|e| fail("setgroups", e))?;
     setgid(gid).map_err(|e| fail("setgid", e))?;
@@ -245,7 +259,7 @@ pub fn drop_to(spec: &UserSpec, creds: &Credentials) -> Result<(), Error> {
     if !uid.is_root() && setuid(Uid::from_raw(0)).is_ok() {
         return Err(fail("drop root for good", nix::Error::EPERM));
     }
-    Ok(())
+    Ok(dropped)
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ pub mod cli;
 pub mod error;
 #[path = "../../src/health.rs"]
 pub mod health;
+#[path = "../../src/lockdown.rs"]
+pub mod lockdown;
 #[path = "../../src/log.rs"]
 pub mod log;
 #[path = "../../src/privileges.rs"]

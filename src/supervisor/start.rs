@@ -8,7 +8,7 @@ use crate::drill::Drill;
 use crate::error::{Error, Warning};
 use crate::health;
 use crate::log;
-use crate::privileges::{self, Credentials, UserSpec};
+use crate::privileges::{self, Credentials, Dropped, UserSpec};
 use crate::signals::Signals;
 use crate::spawn;
 use crate::status::{App, Shared, Status};
@@ -41,13 +41,14 @@ impl Supervisor {
         ));
         // Bind while still root (a low port may need it), then give root up for good.
         let listener = config.health_listen.map(health::bind).transpose()?;
-        if let Some((spec, c)) = &creds {
-            privileges::drop_to(spec, c)?;
-        }
+        let dropped = match &creds {
+            Some((spec, c)) => Some(privileges::drop_to(spec, c, mode == Mode::Pid1)?),
+            None => None,
+        };
         // Everything that can refuse to start has run: from here on, every line is an event.
         announce(mode_name, uid, gid, &warnings);
-        if let Some((spec, c)) = &creds {
-            announce_drop(spec, c);
+        if let (Some((spec, c)), Some(dropped)) = (&creds, dropped) {
+            announce_drop(spec, c, dropped);
         }
         warn_if_root();
         if let Some(listener) = listener {
@@ -139,8 +140,8 @@ fn announce(mode: &str, uid: u32, gid: u32, warnings: &[Warning]) {
     }
 }
 
-/// The switch `--user` made.
-fn announce_drop(spec: &UserSpec, c: &Credentials) {
+/// The switch `--user` made, then its warnings.
+fn announce_drop(spec: &UserSpec, c: &Credentials, dropped: Dropped) {
     log::info(
         "privileges dropped",
         &[
@@ -148,8 +149,12 @@ fn announce_drop(spec: &UserSpec, c: &Credentials) {
             ("uid", json!(c.uid)),
             ("gid", json!(c.gid)),
             ("groups", json!(c.groups)),
+            ("stdio", json!(dropped.stdio)),
         ],
     );
+    for w in &dropped.warnings {
+        log::warn(w.msg, &w.fields);
+    }
 }
 
 /// Without `--user`, or with `--user root`, the platform's non-root rule is broken: say so.

@@ -29,6 +29,8 @@ mod cli;
 mod error;
 #[path = "../../src/health.rs"]
 mod health;
+#[path = "../../src/lockdown.rs"]
+mod lockdown;
 #[path = "../../src/log.rs"]
 mod log;
 #[path = "../../src/privileges.rs"]
