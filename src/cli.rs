@@ -33,6 +33,11 @@ pub struct RunArgs {
     #[argh(option, arg_name = "USER[:GROUP]")]
     pub user: Option<String>,
 
+    /// keep setuid binaries and file capabilities working after the --user drop (no
+    /// no_new_privs, bounding set kept) [VIGIL_ALLOW_SETUID=1|0, default off]
+    #[argh(switch)]
+    pub allow_setuid: bool,
+
     /// seconds from the first SIGTERM/SIGINT until everything left is SIGKILLed; decimals
     /// allowed [VIGIL_DRAIN_TIMEOUT, default 9]
     #[argh(option, arg_name = "SECS")]
@@ -141,6 +146,7 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub user: Option<UserSpec>,
+    pub allow_setuid: bool,
     pub drain_timeout: Duration,
     pub drain_delay: Duration,
     pub health_listen: Option<SocketAddr>,
@@ -284,6 +290,8 @@ impl Config {
             None => None,
         };
 
+        let allow_setuid = args.allow_setuid || env_switch("VIGIL_ALLOW_SETUID", env)?;
+
         let health_listen = match pick("--health-listen", args.health_listen) {
             Some((src, v)) => Some(v.parse::<SocketAddr>().map_err(|_| {
                 Error::bad(
@@ -372,6 +380,7 @@ impl Config {
 
         Ok(Config {
             user,
+            allow_setuid,
             drain_timeout,
             drain_delay,
             health_listen,
@@ -397,6 +406,15 @@ fn env_name(flag: &str) -> String {
             .replace('-', "_")
             .to_uppercase()
     )
+}
+
+/// A switch's variable: `1` on, `0` or empty off, anything else a bad value.
+fn env_switch(var: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<bool, Error> {
+    match env(var).as_deref().map(str::trim) {
+        None | Some("" | "0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(v) => Err(Error::bad(var, v, "expected 1 or 0")),
+    }
 }
 
 fn exit_code(s: &str) -> Result<u8, String> {
@@ -477,6 +495,7 @@ mod tests {
         assert_eq!(c.log_level, Level::Info);
         assert_eq!(c.stop_signal, Signal::SIGTERM);
         assert!(c.success_exit.is_empty() && c.user.is_none() && c.probe.is_none());
+        assert!(!c.allow_setuid);
         assert_eq!(c.command, vec![OsString::from("app"), OsString::from("-x")]);
     }
 
@@ -670,6 +689,29 @@ mod tests {
         ] {
             assert!(parse_seconds(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn allow_setuid_from_flag_or_env() {
+        assert!(
+            run_with(&["--allow-setuid", "x"], &[])
+                .unwrap()
+                .allow_setuid
+        );
+        let on = [("VIGIL_ALLOW_SETUID", "1")];
+        assert!(run_with(&["x"], &on).unwrap().allow_setuid);
+        for off in ["0", "", " 0 "] {
+            let env = [("VIGIL_ALLOW_SETUID", off)];
+            assert!(!run_with(&["x"], &env).unwrap().allow_setuid, "{off:?}");
+        }
+        let env = [("VIGIL_ALLOW_SETUID", "0")];
+        assert!(
+            run_with(&["--allow-setuid", "x"], &env)
+                .unwrap()
+                .allow_setuid
+        );
+        let e = err(&["x"], &[("VIGIL_ALLOW_SETUID", "yes")]);
+        assert_eq!(e, r#"VIGIL_ALLOW_SETUID="yes": expected 1 or 0"#);
     }
 
     #[test]

@@ -1,13 +1,22 @@
-//! What `--user` does around the switch itself: stdio handed to the user.
+//! What `--user` does around the switch itself, so the drop is one a server can live with and
+//! an image cannot undo: stdio handed to the user, the bounding set emptied, no_new_privs.
 //!
-//! runc's `fixStdioPermissions` chowns a container's stdio to its `USER`, because an anonymous
-//! pipe is mode 0600 and nginx's `access_log /dev/stdout` reopens it through /proc/self/fd
-//! (EACCES as anyone but its owner). vigil does the same for pipes and sockets, and for the
-//! terminal only as PID 1 (a container's `-t`): a terminal met anywhere else belongs to an
-//! operator, and a file or another device (/dev/null) is never ours to give. Only the owner
-//! changes, never the group; a refusal is a warning (runc#2575: read-only /dev, unmapped ids).
+//! - stdio: runc's `fixStdioPermissions` chowns a container's stdio to its `USER`, because an
+//!   anonymous pipe is mode 0600 and nginx's `access_log /dev/stdout` reopens it through
+//!   /proc/self/fd (EACCES as anyone but its owner). vigil does the same for pipes and sockets,
+//!   and for the terminal only as PID 1 (a container's `-t`): a terminal met anywhere else
+//!   belongs to an operator, and a file or another device (/dev/null) is never ours to give.
+//!   Only the owner changes, never the group; a refusal is a warning (runc#2575: read-only
+//!   /dev, unmapped ids).
+//! - The bounding set is emptied before setuid (the kernel wants CAP_SETPCAP, gone after it),
+//!   so a file capability in the image grants nothing; where it may not be, a warning.
+//! - no_new_privs (Kubernetes' `allowPrivilegeEscalation: false`): execve never grants more
+//!   than the caller has, so a setuid-root binary runs with the user's euid.
+//!
+//! Both prctls act on the calling thread only; vigil has no other thread before the drop, and
+//! every thread and child it starts later inherits them.
 
-use crate::error::Warning;
+use crate::error::{Error, Warning};
 use nix::sys::stat::{SFlag, fstat};
 use serde_json::json;
 use std::os::fd::AsFd;
@@ -78,6 +87,47 @@ pub fn hand_over_stdio(uid: u32, pid1: bool, warnings: &mut Vec<Warning>) -> Vec
         }
     }
     given
+}
+
+/// Drops every capability up to the kernel's last from the bounding set. Without CAP_SETPCAP
+/// (a runtime that dropped it, an emulator) that is one warning and the set stays.
+pub fn empty_bounding_set(warnings: &mut Vec<Warning>) {
+    // The kernel's own count; where /proc is not mounted yet, every number up to 63, as the
+    // kernel answers EINVAL past its last.
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(63)
+        .min(63);
+    for cap in 0..=last {
+        match crate::sys::capbset_drop(cap) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
+            Err(e) => {
+                warnings.push(Warning {
+                    msg: "capability bounding set kept",
+                    fields: vec![
+                        ("error", json!(e.to_string())),
+                        (
+                            "hint",
+                            json!("file capabilities in the image still apply; no_new_privs still holds"),
+                        ),
+                    ],
+                });
+                return;
+            }
+        }
+    }
+}
+
+/// Sets no_new_privs; `source` and `spec` name the `--user` it is for.
+pub fn no_new_privs(source: &str, spec: &str) -> Result<(), Error> {
+    nix::sys::prctl::set_no_new_privs().map_err(|errno| Error::SwitchUser {
+        source: source.to_string(),
+        spec: spec.to_string(),
+        op: "set no_new_privs",
+        errno,
+    })
 }
 
 #[cfg(test)]

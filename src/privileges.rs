@@ -4,7 +4,7 @@
 //! unit-tested on fixtures. The switch is setgroups, setgid, setuid in that order (as
 //! s6-applyuidgid and su-exec do) for vigil itself; the app inherits the dropped ids. std's
 //! `Command::uid` is avoided: as root it clears the supplementary groups. What surrounds the
-//! switch (stdio handed to the user) is `lockdown.rs`.
+//! switch (stdio, bounding set, no_new_privs) is `lockdown.rs`.
 
 use crate::error::{Error, Warning};
 use crate::lockdown;
@@ -218,6 +218,7 @@ pub fn lookup(spec: &UserSpec) -> Result<Credentials, Error> {
 /// How the drop went, for the start-up's lines.
 #[derive(Debug, Default)]
 pub struct Dropped {
+    pub no_new_privs: bool,
     /// The stdio descriptors handed to the user.
     pub stdio: Vec<i32>,
     /// What did not go as it should but does not stop the start.
@@ -225,12 +226,19 @@ pub struct Dropped {
 }
 
 /// Switches this process (and so everything it spawns later) to `creds`: stdio handed over,
-/// then setgroups, setgid, setuid. `pid1`: whether a terminal may be handed over.
+/// then (unless `allow_setuid`, or the user is root) the bounding set emptied, then setgroups,
+/// setgid, setuid, then no_new_privs. `pid1`: whether a terminal may be handed over.
 ///
 /// Already running as exactly those ids (an image with `USER app` and `VIGIL_USER=app`), there is
 /// nothing to do. Otherwise the calls are made and any refusal is a start-up error.
-pub fn drop_to(spec: &UserSpec, creds: &Credentials, pid1: bool) -> Result<Dropped, Error> {
+pub fn drop_to(
+    spec: &UserSpec,
+    creds: &Credentials,
+    allow_setuid: bool,
+    pid1: bool,
+) -> Result<Dropped, Error> {
     let (uid, gid) = (Uid::from_raw(creds.uid), Gid::from_raw(creds.gid));
+    let lock = !allow_setuid && !uid.is_root();
     let mut dropped = Dropped::default();
     if !geteuid().is_root()
         && getuid() == uid
@@ -247,6 +255,9 @@ pub fn drop_to(spec: &UserSpec, creds: &Credentials, pid1: bool) -> Result<Dropp
         errno,
     };
     dropped.stdio = lockdown::hand_over_stdio(creds.uid, pid1, &mut dropped.warnings);
+    if lock {
+        lockdown::empty_bounding_set(&mut dropped.warnings);
+    }
     let groups: Vec<Gid> = creds.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     setgroups(&groups).map_err(|e| fail("setgroups", e))?;
     setgid(gid).map_err(|e| fail("setgid", e))?;
@@ -258,6 +269,10 @@ pub fn drop_to(spec: &UserSpec, creds: &Credentials, pid1: bool) -> Result<Dropp
     }
     if !uid.is_root() && setuid(Uid::from_raw(0)).is_ok() {
         return Err(fail("drop root for good", nix::Error::EPERM));
+    }
+    if lock {
+        lockdown::no_new_privs(&spec.source, &spec.to_string())?;
+        dropped.no_new_privs = true;
     }
     Ok(dropped)
 }

@@ -1,9 +1,10 @@
-//! The only unsafe code in vigil: three libc calls nix cannot make for us.
+//! The only unsafe code in vigil: four libc calls nix cannot make for us.
 //!
 //! - `waitpid` returning the raw status: nix turns the status into a `Signal` and fails on
 //!   real-time signals, after the child is already reaped, so its status would be lost.
 //! - `sigtimedwait`: nix has only `sigwait`, which cannot time out.
 //! - the app's signal reset and terminal hand-off, between fork and exec.
+//! - `prctl(PR_CAPBSET_DROP)`: nix wraps other prctls, not this one.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -55,6 +56,18 @@ pub fn sigtimedwait(set: &libc::sigset_t, timeout: Option<Duration>) -> io::Resu
     match err.raw_os_error() {
         Some(libc::EAGAIN | libc::EINTR) => Ok(None),
         _ => Err(err),
+    }
+}
+
+/// Drops `cap` from this thread's capability bounding set: EPERM without CAP_SETPCAP, EINVAL
+/// past the kernel's last capability.
+pub fn capbset_drop(cap: u32) -> io::Result<()> {
+    // SAFETY: PR_CAPBSET_DROP takes one integer argument and reads or writes no memory of ours.
+    let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

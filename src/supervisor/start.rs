@@ -42,7 +42,10 @@ impl Supervisor {
         // Bind while still root (a low port may need it), then give root up for good.
         let listener = config.health_listen.map(health::bind).transpose()?;
         let dropped = match &creds {
-            Some((spec, c)) => Some(privileges::drop_to(spec, c, mode == Mode::Pid1)?),
+            Some((spec, c)) => {
+                let pid1 = mode == Mode::Pid1;
+                Some(privileges::drop_to(spec, c, config.allow_setuid, pid1)?)
+            }
             None => None,
         };
         // Everything that can refuse to start has run: from here on, every line is an event.
@@ -149,6 +152,7 @@ fn announce_drop(spec: &UserSpec, c: &Credentials, dropped: Dropped) {
             ("uid", json!(c.uid)),
             ("gid", json!(c.gid)),
             ("groups", json!(c.groups)),
+            ("no_new_privs", json!(dropped.no_new_privs)),
             ("stdio", json!(dropped.stdio)),
         ],
     );

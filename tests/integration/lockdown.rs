@@ -1,15 +1,22 @@
 //! What `--user` does around the switch: stdio handed to the user (pipes and sockets, the
-//! terminal only as PID 1, never a file or /dev/null).
+//! terminal only as PID 1, never a file or /dev/null), no_new_privs and an empty bounding set
+//! so a setuid-root binary in the image cannot regain root, and `--allow-setuid` to opt out.
 
-use crate::util::{CEILING, Mode, Scratch, Vigil, require_root, vigil};
+use crate::util::{
+    ANY_PORT, CEILING, Mode, Scratch, Vigil, require, require_root, status_field, vigil,
+};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
 
 both_modes!(
     stdio_pipes_go_to_the_user,
     file_and_null_keep_their_owner,
-    terminal_goes_to_the_user_only_as_pid1
+    terminal_goes_to_the_user_only_as_pid1,
+    setuid_binary_cannot_regain_root,
+    bounding_set_kept_without_setpcap,
+    allow_setuid_opts_out
 );
 
 /// The owner of what `pid`'s `fd` points to (a pipe, a file, a terminal).
@@ -134,4 +141,161 @@ fn terminal_goes_to_the_user_only_as_pid1(mode: Mode) {
         tty.display()
     );
     drop(v);
+}
+
+/// A setuid-root copy of `id` in a scratch dir.
+fn setuid_id(s: &Scratch) -> String {
+    let id = s.path("id");
+    std::fs::copy("/usr/bin/id", &id).expect("copy id");
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o4755)).expect("chmod 4755");
+    id.to_string_lossy().into_owned()
+}
+
+/// The negative control: run by uid 65534 without vigil, the copy has euid 0.
+fn setuid_works_here(id: &str) -> bool {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            id,
+            "-u",
+        ])
+        .output()
+        .expect("run setpriv");
+    require(
+        String::from_utf8_lossy(&out.stdout).trim() == "0",
+        "a setuid-root binary in the scratch dir does not get euid 0 (nosuid mount?)",
+    )
+}
+
+/// `NoNewPrivs` and `CapBnd` of every thread of `pid`.
+fn lockdown_of_threads(pid: i32) -> Vec<(String, u64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir");
+    tasks
+        .flatten()
+        .map(|t| {
+            let tid: i32 = t.file_name().to_string_lossy().parse().expect("a tid");
+            let path = format!("{pid}/task/{tid}");
+            let nnp = status_field_at(&path, "NoNewPrivs");
+            let bnd = u64::from_str_radix(&status_field_at(&path, "CapBnd"), 16).expect("hex");
+            (nnp, bnd)
+        })
+        .collect()
+}
+
+fn status_field_at(path: &str, key: &str) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{path}/status")).expect("status");
+    s.lines()
+        .find_map(|l| Some(l.strip_prefix(key)?.strip_prefix(':')?.trim().to_string()))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{path}/status"))
+}
+
+/// `--user nobody`: the app and every thread of vigil (a health thread runs) have NoNewPrivs 1
+/// and an empty bounding set, and the setuid-root copy of `id` runs with euid 65534 (euid 0
+/// without vigil, and before this change).
+fn setuid_binary_cannot_regain_root(mode: Mode) {
+    if !require_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let id = setuid_id(&s);
+    if !setuid_works_here(&id) {
+        return;
+    }
+    let app = format!("echo euid=$({id} -u); echo ready; exec sleep 100");
+    let args = [
+        "--user",
+        "nobody",
+        "--health-listen",
+        ANY_PORT,
+        "--",
+        "sh",
+        "-c",
+        &app,
+    ];
+    let v = vigil(&args).start(mode);
+    v.health_port();
+    v.wait_for_line("ready", CEILING);
+    assert!(v.stdout().contains(&"euid=65534".into()), "{}", v.dump());
+    let app = v.app();
+    app.wait_exec("sleep");
+    let me = v.pid();
+    let threads = lockdown_of_threads(me);
+    assert!(threads.len() >= 2, "vigil's threads: {threads:?}");
+    for who in [lockdown_of_threads(app.pid), threads] {
+        for (nnp, bnd) in who {
+            assert_eq!((nnp.as_str(), bnd), ("1", 0), "{}", v.dump());
+        }
+    }
+    assert_eq!(dropped(&v)["no_new_privs"], true);
+    assert!(v.logs_with("capability bounding set kept").is_empty());
+    stop(v);
+    eprintln!(
+        "FIGURE setuid_binary_cannot_regain_root/{}: setuid-root id as nobody: euid 0 without \
+         vigil, 65534 under vigil --user; NoNewPrivs 1, CapBnd 0 in the app and all vigil threads",
+        mode.name()
+    );
+}
+
+/// Started as root without CAP_SETPCAP (a runtime that dropped it), vigil cannot empty the
+/// bounding set: one warning, and the start goes on with no_new_privs, which alone keeps the
+/// setuid-root binary at euid 65534.
+fn bounding_set_kept_without_setpcap(mode: Mode) {
+    if !require_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let id = setuid_id(&s);
+    if !setuid_works_here(&id) {
+        return;
+    }
+    let app = format!("echo euid=$({id} -u); echo ready; exec sleep 100");
+    let v = vigil(&["--user", "nobody", "--", "sh", "-c", &app])
+        .wrap(&["setpriv", "--bounding-set", "-setpcap"])
+        .start(mode);
+    v.wait_for_line("ready", CEILING);
+    assert!(v.stdout().contains(&"euid=65534".into()), "{}", v.dump());
+    let warned = v.logs_with("capability bounding set kept");
+    assert_eq!(warned.len(), 1, "{}", v.dump());
+    assert_eq!(warned[0]["level"], "warn", "{}", v.dump());
+    let app = v.app();
+    app.wait_exec("sleep");
+    let (nnp, bnd) = lockdown_of_threads(app.pid)[0].clone();
+    assert_eq!(nnp, "1");
+    const SETPCAP: u64 = 1 << 8;
+    assert!(bnd != 0 && bnd & SETPCAP == 0, "CapBnd {bnd:x}");
+    assert_eq!(dropped(&v)["no_new_privs"], true);
+    stop(v);
+}
+
+/// `--allow-setuid` or `VIGIL_ALLOW_SETUID=1`: no no_new_privs, the bounding set kept, and the
+/// setuid-root binary gets its euid 0.
+fn allow_setuid_opts_out(mode: Mode) {
+    if !require_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let id = setuid_id(&s);
+    if !setuid_works_here(&id) {
+        return;
+    }
+    let app = format!("echo euid=$({id} -u); echo ready; exec sleep 100");
+    let own_bnd = u64::from_str_radix(&status_field_at("self", "CapBnd"), 16).expect("hex");
+    let by_flag = vigil(&["--allow-setuid", "--user", "nobody", "--", "sh", "-c", &app]);
+    let by_env =
+        vigil(&["--user", "nobody", "--", "sh", "-c", &app]).env("VIGIL_ALLOW_SETUID", "1");
+    for b in [by_flag, by_env] {
+        let v = b.start(mode);
+        v.wait_for_line("ready", CEILING);
+        assert!(v.stdout().contains(&"euid=0".into()), "{}", v.dump());
+        let app = v.app();
+        app.wait_exec("sleep");
+        assert_eq!(status_field(app.pid, "NoNewPrivs").as_deref(), Some("0"));
+        assert_eq!(lockdown_of_threads(app.pid), [("0".to_string(), own_bnd)]);
+        assert_eq!(dropped(&v)["no_new_privs"], false);
+        stop(v);
+    }
 }

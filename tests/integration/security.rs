@@ -1,6 +1,7 @@
 //! No root left behind: once the app runs under `--user`, neither vigil nor the app (nor a probe)
-//! holds uid, gid or group 0 or any capability; the app holds no descriptor of vigil's; and no
-//! environment value ever reaches the log.
+//! holds uid, gid or group 0 or any capability, even in its bounding set, and all run with
+//! no_new_privs; the app holds no descriptor of vigil's; and no environment value ever reaches
+//! the log.
 
 use crate::stress::{assert_logs_valid, http_status, short_dump};
 use crate::util::{
@@ -42,7 +43,8 @@ fn assert_unprivileged(what: &str, pid: i32) {
         }
         let groups = field("Groups");
         assert!(!groups.iter().any(|g| g == "0"), "{who}: Groups {groups:?}");
-        for key in ["CapEff", "CapPrm", "CapAmb"] {
+        assert_eq!(field("NoNewPrivs"), ["1"], "{who}: NoNewPrivs");
+        for key in ["CapEff", "CapPrm", "CapAmb", "CapBnd"] {
             let v = field(key);
             let mask = u64::from_str_radix(&v[0], 16).expect("hex");
             assert_eq!(mask, 0, "{who}: {key} {v:?}");
@@ -53,7 +55,7 @@ fn assert_unprivileged(what: &str, pid: i32) {
 
 /// `--user nobody` with a health listener (bound as root) and an exec probe: vigil, each of
 /// its threads, the app and a running probe are all uid/gid 65534, in no group 0, with empty
-/// effective, permitted and ambient capability sets.
+/// effective, permitted, ambient and bounding capability sets and no_new_privs.
 fn no_root_once_the_app_runs(mode: Mode) {
     if !require_root() {
         return;
@@ -93,17 +95,15 @@ fn no_root_once_the_app_runs(mode: Mode) {
         );
         assert_eq!(cap, "0000000000000000", "probe");
     }
-    assert_eq!(
-        status_field(me, "NoNewPrivs").as_deref(),
-        status_field(app.pid, "NoNewPrivs").as_deref()
-    );
+    assert_eq!(status_field(me, "NoNewPrivs").as_deref(), Some("1"));
+    assert_eq!(status_field(app.pid, "NoNewPrivs").as_deref(), Some("1"));
     v.signal(Signal::SIGTERM);
     v.wait_gone(CEILING);
     assert!(v.survivors().is_empty());
     assert_eq!(v.wait_exit(CEILING).code, 143, "{}", short_dump(&v));
     eprintln!(
         "FIGURE no_root_once_the_app_runs/{}: vigil (all threads), app and exec probe: \
-         uid/gid 65534, no group 0, CapEff = CapPrm = CapAmb = 0",
+         uid/gid 65534, no group 0, CapEff = CapPrm = CapAmb = CapBnd = 0, NoNewPrivs 1",
         mode.name()
     );
 }

@@ -353,8 +353,9 @@ pub fn wait_exec_probe(me: i32, app: i32, comm: &str) -> i32 {
 }
 
 /// Every flag of the contract's table (`vigil --help` must list them; a deployment sets none).
-pub const FLAGS: [&str; 15] = [
+pub const FLAGS: [&str; 16] = [
     "--user",
+    "--allow-setuid",
     "--drain-timeout",
     "--drain-delay",
     "--health-listen",
