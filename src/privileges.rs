@@ -218,6 +218,8 @@ pub fn lookup(spec: &UserSpec) -> Result<Credentials, Error> {
 /// How the drop went, for the start-up's lines.
 #[derive(Debug, Default)]
 pub struct Dropped {
+    /// False when vigil already ran as the user (Kubernetes' `runAsUser`): nothing switched.
+    pub switched: bool,
     pub no_new_privs: bool,
     /// The stdio descriptors handed to the user.
     pub stdio: Vec<i32>,
@@ -230,7 +232,8 @@ pub struct Dropped {
 /// setgid, setuid, then no_new_privs. `pid1`: whether a terminal may be handed over.
 ///
 /// Already running as exactly those ids (an image with `USER app` and `VIGIL_USER=app`), there is
-/// nothing to do. Otherwise the calls are made and any refusal is a start-up error.
+/// no switch, only no_new_privs. Otherwise switching needs root, and any refusal is a start-up
+/// error.
 pub fn drop_to(
     spec: &UserSpec,
     creds: &Credentials,
@@ -239,14 +242,27 @@ pub fn drop_to(
 ) -> Result<Dropped, Error> {
     let (uid, gid) = (Uid::from_raw(creds.uid), Gid::from_raw(creds.gid));
     let lock = !allow_setuid && !uid.is_root();
-    let mut dropped = Dropped::default();
-    if !geteuid().is_root()
-        && getuid() == uid
-        && geteuid() == uid
-        && getgid() == gid
-        && getegid() == gid
-    {
+    let mut dropped = Dropped {
+        no_new_privs: lock,
+        ..Dropped::default()
+    };
+    let root = geteuid().is_root();
+    if !root && getuid() == uid && geteuid() == uid && getgid() == gid && getegid() == gid {
+        if lock {
+            lockdown::no_new_privs(&spec.source, &spec.to_string())?;
+        }
         return Ok(dropped);
+    }
+    if !root {
+        let why = format!(
+            "switching to uid {} gid {} needs root, and vigil runs as uid {} gid {} (start it as \
+             root, or as that user)",
+            creds.uid,
+            creds.gid,
+            geteuid(),
+            getegid()
+        );
+        return Err(Error::bad(&spec.source, &spec.to_string(), why));
     }
     let fail = |op, errno| Error::SwitchUser {
         source: spec.source.clone(),
@@ -272,8 +288,8 @@ pub fn drop_to(
     }
     if lock {
         lockdown::no_new_privs(&spec.source, &spec.to_string())?;
-        dropped.no_new_privs = true;
     }
+    dropped.switched = true;
     Ok(dropped)
 }
 

@@ -143,19 +143,21 @@ fn announce(mode: &str, uid: u32, gid: u32, warnings: &[Warning]) {
     }
 }
 
-/// The switch `--user` made, then its warnings.
+/// What `--user` did: the switch, or that vigil already was the user; then its warnings.
 fn announce_drop(spec: &UserSpec, c: &Credentials, dropped: Dropped) {
-    log::info(
-        "privileges dropped",
-        &[
-            ("user", json!(spec.to_string())),
-            ("uid", json!(c.uid)),
-            ("gid", json!(c.gid)),
-            ("groups", json!(c.groups)),
-            ("no_new_privs", json!(dropped.no_new_privs)),
-            ("stdio", json!(dropped.stdio)),
-        ],
-    );
+    let mut fields = vec![
+        ("user", json!(spec.to_string())),
+        ("uid", json!(c.uid)),
+        ("gid", json!(c.gid)),
+        ("no_new_privs", json!(dropped.no_new_privs)),
+    ];
+    if dropped.switched {
+        fields.push(("groups", json!(c.groups)));
+        fields.push(("stdio", json!(dropped.stdio)));
+        log::info("privileges dropped", &fields);
+    } else {
+        log::info("already running as the user", &fields);
+    }
     for w in &dropped.warnings {
         log::warn(w.msg, &w.fields);
     }

@@ -12,7 +12,9 @@ both_modes!(
     user_nobody,
     user_numeric_without_entry,
     user_from_container_files,
-    root_warning
+    root_warning,
+    nonroot_already_the_user,
+    nonroot_cannot_switch
 );
 
 /// The gids /etc/group lists `user` as a member of.
@@ -213,24 +215,58 @@ fn nonroot_drain() {
     assert_eq!(v.wait_exit(CEILING).code, 137, "{}", v.dump());
 }
 
-/// Started as uid 65534, `--user root` is a start-up error: exit 2, an error line naming it,
-/// nothing started. (The contract's "one line" is for bad values; this fails at setgroups, after
-/// vigil may already have logged that it is starting.)
-#[test]
-fn nonroot_cannot_switch_to_root() {
+/// Started as uid 65534 (Kubernetes' `runAsUser` with an image that sets `VIGIL_USER`), a
+/// `--user` naming that uid and gid carries on without switching: the app runs as 65534 with
+/// no_new_privs, its status passes through, no error.
+fn nonroot_already_the_user(mode: Mode) {
     if !require_root() {
         return;
     }
-    let s = Scratch::new();
-    let mark = s.p("started");
-    let mut v = vigil(&["--user", "root", "--", "touch", &mark])
-        .started_as_nobody()
-        .subreaper();
-    assert_eq!(v.wait_exit(CEILING).code, 2, "{}", v.dump());
-    let err = v.stderr();
-    let last = err.last().expect("an error line");
-    assert!(last.contains("--user") && last.contains("root"), "{err:#?}");
-    assert!(v.logs_with("app spawned").is_empty(), "{err:#?}");
-    assert!(v.stdout().is_empty(), "{}", v.dump());
-    assert!(!s.path("started").exists(), "the app was started");
+    let app = "echo ids=$(id -u):$(id -g); grep NoNewPrivs /proc/self/status; exit 5";
+    for spec in ["nobody", "65534", "65534:65534"] {
+        let mut v = vigil(&["--user", spec, "--", "sh", "-c", app])
+            .started_as_nobody()
+            .start(mode);
+        assert_eq!(v.wait_exit(CEILING).code, 5, "{spec}: {}", v.dump());
+        let out = v.stdout();
+        assert!(out.contains(&"ids=65534:65534".into()), "{spec}: {out:?}");
+        assert!(out.contains(&"NoNewPrivs:\t1".into()), "{spec}: {out:?}");
+        let kept = v.wait_for_log("already running as the user", |_| true, CEILING);
+        assert_eq!((&kept["uid"], &kept["gid"]), (&json!(65534), &json!(65534)));
+        assert!(v.logs_with("privileges dropped").is_empty(), "{}", v.dump());
+        let bad: Vec<_> = v
+            .logs()
+            .into_iter()
+            .filter(|l| l["level"] == "error")
+            .collect();
+        assert!(bad.is_empty(), "{spec}: {bad:?}");
+    }
+}
+
+/// Started as uid 65534, a `--user` it cannot switch to (root, another uid, its own uid with
+/// another group) is a start-up error: exit 2, one line that says switching needs root, nothing
+/// started.
+fn nonroot_cannot_switch(mode: Mode) {
+    if !require_root() {
+        return;
+    }
+    for spec in ["root", "1234", "nobody:0"] {
+        let s = Scratch::new();
+        let mark = s.p("started");
+        let mut v = vigil(&["--user", spec, "--", "touch", &mark])
+            .started_as_nobody()
+            .start(mode);
+        assert_eq!(v.wait_exit(CEILING).code, 2, "{}", v.dump());
+        let err = v.stderr();
+        assert_eq!(err.len(), 1, "{spec}: {err:#?}");
+        let line: serde_json::Value = serde_json::from_str(&err[0]).expect("a JSON line");
+        let msg = line["msg"].as_str().expect("msg");
+        assert_eq!(line["level"], "error", "{line}");
+        assert!(
+            msg.starts_with(&format!("--user \"{spec}\"")) && msg.contains("needs root"),
+            "{msg}"
+        );
+        assert!(v.stdout().is_empty(), "{}", v.dump());
+        assert!(!s.path("started").exists(), "the app was started");
+    }
 }
