@@ -18,6 +18,7 @@
 
 use crate::error::{Error, Warning};
 use nix::sys::stat::{SFlag, fstat};
+use nix::unistd::{Uid, fchown};
 use serde_json::json;
 use std::os::fd::AsFd;
 
@@ -70,14 +71,14 @@ pub fn hand_over_stdio(uid: u32, pid1: bool, warnings: &mut Vec<Warning>) -> Vec
             continue;
         }
         seen.push(id);
-        match std::os::unix::fs::fchown(fd, Some(uid), None) {
+        match fchown(fd, Some(Uid::from_raw(uid)), None) {
             Ok(()) => given.push(n),
-            Err(e) => warnings.push(Warning {
+            Err(errno) => warnings.push(Warning {
                 msg: "stdio not handed to the user",
                 fields: vec![
                     ("fd", json!(n)),
                     ("uid", json!(uid)),
-                    ("error", json!(e.to_string())),
+                    ("error", json!(errno.desc())),
                     (
                         "hint",
                         json!("the app may fail to open /dev/stdout or /dev/stderr"),
@@ -102,15 +103,15 @@ pub fn empty_bounding_set(warnings: &mut Vec<Warning>) {
     for cap in 0..=last {
         match crate::sys::capbset_drop(cap) {
             Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
-            Err(e) => {
+            Err(nix::Error::EINVAL) => return,
+            Err(errno) => {
                 warnings.push(Warning {
                     msg: "capability bounding set kept",
                     fields: vec![
-                        ("error", json!(e.to_string())),
+                        ("error", json!(errno.desc())),
                         (
                             "hint",
-                            json!("file capabilities in the image still apply; no_new_privs still holds"),
+                            json!("no CAP_SETPCAP; no_new_privs still keeps setuid binaries and file capabilities from granting anything"),
                         ),
                     ],
                 });
@@ -158,5 +159,7 @@ mod tests {
         assert_eq!(kind_of(&null, mode(&null)), Kind::Other);
         let file = std::os::fd::OwnedFd::from(std::fs::File::open("/proc/self/status").unwrap());
         assert_eq!(kind_of(&file, mode(&file)), Kind::Other);
+        let pty = nix::pty::openpty(None, None).unwrap();
+        assert_eq!(kind_of(&pty.slave, mode(&pty.slave)), Kind::Terminal);
     }
 }

@@ -61,14 +61,10 @@ pub fn sigtimedwait(set: &libc::sigset_t, timeout: Option<Duration>) -> io::Resu
 
 /// Drops `cap` from this thread's capability bounding set: EPERM without CAP_SETPCAP, EINVAL
 /// past the kernel's last capability.
-pub fn capbset_drop(cap: u32) -> io::Result<()> {
+pub fn capbset_drop(cap: u32) -> nix::Result<()> {
     // SAFETY: PR_CAPBSET_DROP takes one integer argument and reads or writes no memory of ours.
     let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    nix::errno::Errno::result(r).map(drop)
 }
 
 /// Gives the app a clean signal state, and the terminal when it is to have it.

@@ -12,6 +12,7 @@ use std::process::Command;
 
 both_modes!(
     stdio_pipes_go_to_the_user,
+    refused_chown_is_a_warning,
     file_and_null_keep_their_owner,
     terminal_goes_to_the_user_only_as_pid1,
     setuid_binary_cannot_regain_root,
@@ -71,6 +72,29 @@ fn stdio_pipes_go_to_the_user(mode: Mode) {
          (pipes now uid 65534); /dev/null on stdin still uid 0",
         mode.name()
     );
+}
+
+/// Started as root without CAP_CHOWN (a runtime that dropped it), the hand-over is refused: a
+/// warn line for each pipe, and the app runs all the same (its open of /dev/stdout fails, as it
+/// would without vigil).
+fn refused_chown_is_a_warning(mode: Mode) {
+    if !require_root() {
+        return;
+    }
+    let app = "if echo x >/dev/stdout; then echo open-ok; else echo open-failed; fi; exit 4";
+    let mut v = vigil(&["--user", "nobody", "--", "sh", "-c", app])
+        .wrap(&["setpriv", "--bounding-set", "-chown"])
+        .start(mode);
+    assert_eq!(v.wait_exit(CEILING).code, 4, "{}", v.dump());
+    assert!(v.stdout().contains(&"open-failed".into()), "{}", v.dump());
+    let warned = v.logs_with("stdio not handed to the user");
+    let fds: Vec<&Value> = warned.iter().map(|w| &w["fd"]).collect();
+    assert_eq!(fds, [&json!(1), &json!(2)], "{}", v.dump());
+    for w in &warned {
+        assert_eq!(w["level"], "warn", "{w}");
+        assert_eq!(w["error"], "Operation not permitted", "{w}");
+    }
+    assert_eq!(dropped(&v)["stdio"], json!([]), "{}", v.dump());
 }
 
 /// stderr redirected to a file (root's, mode 0640) and stdin /dev/null: neither changes owner
