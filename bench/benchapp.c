@@ -13,6 +13,8 @@
  *                        _exit until kill(pid, 0) fails for every orphan (the init reaped it);
  *                        left/zombies: orphans still present / in state Z after 20 s.
  *                        Run it as PID 1's child in a fresh pid namespace so the pids are only ours.
+ *   benchapp drain       copy stdin to stdout until EOF, 64 KiB per read(2): the log collector at
+ *                        the far end of an init's stderr pipe (the container case)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -159,6 +161,23 @@ static int orphans(int n)
 	return made == n ? 0 : 1;
 }
 
+static int drain(void)
+{
+	static char buf[65536];
+	for (;;) {
+		ssize_t n = read(0, buf, sizeof buf);
+		if (n == 0)
+			return 0;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			perror("benchapp: drain: read");
+			return 1;
+		}
+		write_all(1, buf, (size_t)n);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "wait") == 0) {
@@ -182,6 +201,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 3 && strcmp(argv[1], "orphans") == 0)
 		return orphans(atoi(argv[2]));
-	fprintf(stderr, "usage: benchapp wait | sig | orphans N\n");
+	if (argc >= 2 && strcmp(argv[1], "drain") == 0)
+		return drain();
+	fprintf(stderr, "usage: benchapp wait | sig | orphans N | drain\n");
 	return 2;
 }

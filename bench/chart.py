@@ -259,9 +259,17 @@ def render(R, targets, path):
     panels.append(dict(title="SIGTERM to exit", unit="us, median",
                        bars=series("sigterm", "median_us"), fmt=lambda v: f"{v:,.0f} us",
                        target=1000, target_label="< 1 ms", status=st("SIGTERM")))
-    panels.append(dict(title="Signal forwarding (one CPU)", unit="us, median, kill to app handler",
-                       bars=series("forward_pinned", "median_us"), fmt=lambda v: f"{v:,.1f} us",
-                       target_label="<= best peer", status=st("forwarding")))
+    runs = (("forward", f"{R['machine']['nproc']} CPUs"), ("forward_pinned", "one CPU"))
+    for metric, where in runs:
+        for sink, what in (("pipe", "stderr a drained pipe"), ("null", "stderr /dev/null")):
+            d = R.get(metric, {}).get(sink, {})
+            bars = [(n, d.get(n, {}).get("median_us"), "n/a") for n in names]
+            peers = [v for n, v, _ in bars[1:] if v is not None]
+            panels.append(dict(title=f"Forwarding, {where}, {what}", fmt=lambda v: f"{v:,.1f} us",
+                               unit="us, median, kill to handler", bars=bars,
+                               target=1.1 * min(peers) if peers else None,
+                               target_label="<= 1.1x best peer",
+                               status=st(f"forwarding on {where}, {what}")))
     panels.append(dict(title="Idle wake-ups", unit=f"per s over {R['params']['idle_s']} s",
                        bars=series("idle", "wakeups_per_s"), fmt=lambda v: f"{v:.2f}/s",
                        target_label="0 for vigil", status=st("zero idle")))
