@@ -118,7 +118,10 @@ impl Checker {
         let spawned = std::thread::Builder::new()
             .name("checker".into())
             .stack_size(256 * 1024)
-            .spawn(move || self.run());
+            .spawn(move || {
+                crate::signals::block_again();
+                self.run()
+            });
         if let Err(e) = spawned {
             log::error(
                 "probe checker not started",

@@ -9,9 +9,8 @@ use crate::error::Error;
 use crate::log::{Format, Level};
 use crate::privileges::UserSpec;
 use crate::probe::ProbeSpec;
-use crate::signals;
+use crate::sigflags::SignalConfig;
 use argh::FromArgs;
-use nix::sys::signal::Signal;
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -38,13 +37,13 @@ pub struct RunArgs {
     #[argh(switch)]
     pub allow_setuid: bool,
 
-    /// seconds from the first SIGTERM/SIGINT until everything left is SIGKILLed; decimals
-    /// allowed [VIGIL_DRAIN_TIMEOUT, default 9]
+    /// seconds from the first drain signal (SIGTERM/SIGINT unless --drain-signals says more)
+    /// until everything left is SIGKILLed; decimals allowed [VIGIL_DRAIN_TIMEOUT, default 9]
     #[argh(option, arg_name = "SECS")]
     pub drain_timeout: Option<String>,
 
-    /// seconds to keep the app running (readiness already failing) after SIGTERM before passing
-    /// it on; must be below the drain timeout [VIGIL_DRAIN_DELAY, default 0]
+    /// seconds to keep the app running (readiness already failing) after the drain signal
+    /// before passing it on; must be below the drain timeout [VIGIL_DRAIN_DELAY, default 0]
     #[argh(option, arg_name = "SECS")]
     pub drain_delay: Option<String>,
 
@@ -91,10 +90,31 @@ pub struct RunArgs {
     #[argh(option, arg_name = "LEVEL")]
     pub log_level: Option<String>,
 
-    /// what a SIGTERM from the platform becomes when passed on to the app, e.g. QUIT for nginx;
-    /// name with or without SIG, or number [VIGIL_STOP_SIGNAL, default TERM]
-    #[argh(option, arg_name = "SIG")]
+    /// what a SIGTERM from the platform becomes when passed on to the app (nginx: QUIT): names
+    /// with or without SIG, RTMIN+N/RTMAX-N (RTMIN is 34, RTMAX 64) or numbers. Later steps
+    /// escalate: TERM,INT@5 sends INT 5 s after the first step if the app still runs; times
+    /// increase and end before the drain timeout minus the delay; each step is followed by
+    /// SIGCONT; KILL, STOP, TSTP, TTIN, TTOU and CHLD are refused [VIGIL_STOP_SIGNAL, default
+    /// TERM]
+    #[argh(option, arg_name = "SIG[,SIG@SECS...]")]
     pub stop_signal: Option<String>,
+
+    /// the signals that start a drain; an image whose STOPSIGNAL is another (nginx: QUIT) adds
+    /// it here, and it is passed on as itself when the drain forwards [VIGIL_DRAIN_SIGNALS,
+    /// default TERM,INT]
+    #[argh(option, arg_name = "SIG,...")]
+    pub drain_signals: Option<String>,
+
+    /// a forwarded signal FROM goes on as TO; TO 0 drops it (scripts that send HUP to PID 1:
+    /// HUP:0); never applies to the drain signals; repeatable, replaces the env list
+    /// [VIGIL_REWRITE, comma list]
+    #[argh(option, arg_name = "FROM:TO")]
+    pub rewrite: Vec<String>,
+
+    /// forwarded and stop signals go to the app's pid only, not its whole process group (the
+    /// final SIGKILL still reaches everything) [VIGIL_SINGLE_CHILD=1|0, default off]
+    #[argh(switch)]
+    pub single_child: bool,
 
     /// report app status N as 0, whether it exited with N or died of signal N-128; repeatable,
     /// replaces the env list [VIGIL_SUCCESS_EXIT, comma list]
@@ -157,7 +177,7 @@ pub struct Config {
     pub startup_grace: Duration,
     pub log_format: Format,
     pub log_level: Level,
-    pub stop_signal: Signal,
+    pub signals: SignalConfig,
     pub success_exit: Vec<u8>,
     pub command: Vec<OsString>,
 }
@@ -353,10 +373,14 @@ impl Config {
                 .ok_or_else(|| Error::bad(&src, &v, "expected error, warn, info or debug"))?,
             None => Level::Info,
         };
-        let stop_signal = match pick("--stop-signal", args.stop_signal) {
-            Some((src, v)) => signals::parse(&v).map_err(|why| Error::bad(&src, &v, why))?,
-            None => Signal::SIGTERM,
-        };
+        let signals = SignalConfig::from_args(
+            pick("--stop-signal", args.stop_signal),
+            pick("--drain-signals", args.drain_signals),
+            &args.rewrite,
+            args.single_child,
+            env,
+            drain_timeout.saturating_sub(drain_delay),
+        )?;
 
         let success_exit = if args.success_exit.is_empty() {
             match env("VIGIL_SUCCESS_EXIT") {
@@ -391,7 +415,7 @@ impl Config {
             startup_grace,
             log_format,
             log_level,
-            stop_signal,
+            signals,
             success_exit,
             command,
         })
@@ -458,6 +482,7 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sig::Sig;
     use std::collections::HashMap;
 
     fn os(args: &[&str]) -> Vec<OsString> {
@@ -493,7 +518,7 @@ mod tests {
         assert_eq!(c.startup_grace, Duration::from_secs(60));
         assert_eq!(c.log_format, Format::Json);
         assert_eq!(c.log_level, Level::Info);
-        assert_eq!(c.stop_signal, Signal::SIGTERM);
+        assert_eq!(c.signals, SignalConfig::default());
         assert!(c.success_exit.is_empty() && c.user.is_none() && c.probe.is_none());
         assert!(!c.allow_setuid);
         assert_eq!(c.command, vec![OsString::from("app"), OsString::from("-x")]);
@@ -521,7 +546,7 @@ mod tests {
         let c = run_with(&["--drain-timeout", "1.5", "--", "x"], &env).unwrap();
         assert_eq!(c.drain_timeout, Duration::from_millis(1500));
         assert_eq!(c.log_format, Format::Text);
-        assert_eq!(c.stop_signal, Signal::SIGQUIT);
+        assert_eq!(c.signals.stop_signal.first, Sig::QUIT);
     }
 
     #[test]
@@ -538,7 +563,10 @@ mod tests {
             ("VIGIL_STARTUP_GRACE", "0"),
             ("VIGIL_LOG_FORMAT", "text"),
             ("VIGIL_LOG_LEVEL", "debug"),
-            ("VIGIL_STOP_SIGNAL", "SIGQUIT"),
+            ("VIGIL_STOP_SIGNAL", "SIGQUIT,INT@2"),
+            ("VIGIL_DRAIN_SIGNALS", "TERM,QUIT"),
+            ("VIGIL_REWRITE", "HUP:0,USR1:USR2"),
+            ("VIGIL_SINGLE_CHILD", "1"),
             ("VIGIL_SUCCESS_EXIT", "143, 3"),
         ];
         let c = run_with(&["x"], &env).unwrap();
@@ -558,7 +586,17 @@ mod tests {
         assert_eq!(c.startup_grace, Duration::ZERO);
         assert_eq!(c.log_format, Format::Text);
         assert_eq!(c.log_level, Level::Debug);
-        assert_eq!(c.stop_signal, Signal::SIGQUIT);
+        assert_eq!(c.signals.stop_signal.first, Sig::QUIT);
+        assert_eq!(
+            c.signals.stop_signal.later,
+            vec![(Duration::from_secs(2), Sig::INT)]
+        );
+        assert_eq!(c.signals.drain_signals, vec![Sig::TERM, Sig::QUIT]);
+        assert_eq!(
+            c.signals.rewrite,
+            vec![(Sig::HUP, None), (Sig::USR1, Sig::new(12))]
+        );
+        assert!(c.signals.single_child);
         assert_eq!(c.success_exit, vec![143, 3]);
     }
 
@@ -621,6 +659,164 @@ mod tests {
             err(&["x"], &[("VIGIL_DRAIN_TIMEOUT", "abc")]).contains("VIGIL_DRAIN_TIMEOUT=\"abc\"")
         );
         assert!(err(&["x"], &[("VIGIL_DRAIN_DELAY", "10")]).contains("VIGIL_DRAIN_DELAY=\"10\""));
+    }
+
+    #[test]
+    fn signal_flags() {
+        let c = run_with(
+            &[
+                "--stop-signal",
+                "TERM,INT@3,QUIT@5.5",
+                "--drain-signals",
+                "TERM,INT,QUIT",
+                "--rewrite",
+                "HUP:0",
+                "--rewrite",
+                "RTMIN+3:USR1",
+                "--single-child",
+                "x",
+            ],
+            &[("VIGIL_REWRITE", "WINCH:0"), ("VIGIL_SINGLE_CHILD", "0")],
+        )
+        .unwrap();
+        let s = &c.signals;
+        assert_eq!(s.stop_signal.later.len(), 2);
+        assert_eq!(s.drain_signals, vec![Sig::TERM, Sig::INT, Sig::QUIT]);
+        assert_eq!(
+            s.rewrite,
+            vec![(Sig::HUP, None), (Sig::new(37).unwrap(), Some(Sig::USR1))]
+        );
+        assert!(s.single_child, "the switch wins over VIGIL_SINGLE_CHILD=0");
+        assert_eq!(s.forwarded_as(Sig::HUP), None);
+        assert_eq!(s.forwarded_as(Sig::new(37).unwrap()), Some(Sig::USR1));
+        assert_eq!(
+            s.forwarded_as(Sig::WINCH),
+            Some(Sig::WINCH),
+            "the flags replace the env list"
+        );
+        // Empty variables are unset.
+        let empty = [
+            ("VIGIL_STOP_SIGNAL", ""),
+            ("VIGIL_DRAIN_SIGNALS", " "),
+            ("VIGIL_REWRITE", ""),
+            ("VIGIL_SINGLE_CHILD", ""),
+        ];
+        assert_eq!(
+            run_with(&["x"], &empty).unwrap().signals,
+            SignalConfig::default()
+        );
+        // The steps fit in the drain timeout minus the delay.
+        let fits = [
+            "--drain-timeout",
+            "5",
+            "--drain-delay",
+            "1",
+            "--stop-signal",
+            "TERM,INT@3.9",
+            "x",
+        ];
+        assert!(run_with(&fits, &[]).is_ok());
+    }
+
+    #[test]
+    fn bad_signal_flags() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--stop-signal", "KILL", "x"],
+                "--stop-signal \"KILL\": SIGKILL cannot be a stop signal",
+            ),
+            (&["--stop-signal", "STOP", "x"], "cannot be a stop signal"),
+            (
+                &["--stop-signal", "TERM,TSTP@1", "x"],
+                "SIGTSTP cannot be a stop signal",
+            ),
+            (
+                &["--stop-signal", "TERM,INT@2,QUIT@1", "x"],
+                "must increase",
+            ),
+            (
+                &["--stop-signal", "TERM,INT@9", "x"],
+                "before the drain timeout minus the delay (9 s)",
+            ),
+            (
+                &[
+                    "--drain-timeout",
+                    "5",
+                    "--drain-delay",
+                    "1",
+                    "--stop-signal",
+                    "TERM,INT@4",
+                    "x",
+                ],
+                "(4 s)",
+            ),
+            (
+                &["--drain-signals", "TERM,KILL", "x"],
+                "--drain-signals \"TERM,KILL\"",
+            ),
+            (&["--drain-signals", "CHLD", "x"], "cannot start a drain"),
+            (
+                &["--rewrite", "HUP", "x"],
+                "--rewrite \"HUP\": expected FROM:TO",
+            ),
+            (
+                &["--rewrite", "TERM:QUIT", "x"],
+                "SIGTERM is a drain signal",
+            ),
+            (
+                &["--rewrite", "HUP:0", "--rewrite", "1:2", "x"],
+                "SIGHUP is rewritten twice",
+            ),
+            (
+                &[
+                    "--drain-signals",
+                    "TERM,INT,QUIT",
+                    "--rewrite",
+                    "QUIT:0",
+                    "x",
+                ],
+                "SIGQUIT is a drain signal",
+            ),
+        ];
+        for (args, want) in cases {
+            let got = err(args, &[]);
+            assert!(got.contains(want), "{args:?}: {got}");
+            assert!(!got.contains('\n'));
+        }
+        let env_cases = [
+            (
+                "VIGIL_STOP_SIGNAL",
+                "TERM,INT@20",
+                "VIGIL_STOP_SIGNAL=\"TERM,INT@20\"",
+            ),
+            (
+                "VIGIL_DRAIN_SIGNALS",
+                "STOP",
+                "VIGIL_DRAIN_SIGNALS=\"STOP\"",
+            ),
+            (
+                "VIGIL_REWRITE",
+                "HUP:0,,USR1:0",
+                "VIGIL_REWRITE=\"HUP:0,,USR1:0\": \"\": expected FROM:TO",
+            ),
+            (
+                "VIGIL_REWRITE",
+                "HUP:0,INT:0",
+                "VIGIL_REWRITE=\"HUP:0,INT:0\": \"INT:0\": SIGINT is a drain signal",
+            ),
+            (
+                "VIGIL_SINGLE_CHILD",
+                "yes",
+                "VIGIL_SINGLE_CHILD=\"yes\": expected 1 or 0",
+            ),
+        ];
+        for (k, v, want) in env_cases {
+            let got = err(&["x"], &[(k, v)]);
+            assert!(got.contains(want), "{k}={v}: {got}");
+        }
+        // A drain signal left out of --drain-signals may be rewritten.
+        let c = run_with(&["--drain-signals", "TERM", "--rewrite", "INT:0", "x"], &[]).unwrap();
+        assert_eq!(c.signals.forwarded_as(Sig::INT), None);
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! and carries out the returned actions. Tests drive it with made-up instants.
 //!
 //! Timeline of a drain (contract, "What vigil does" 6):
-//! first SIGTERM/SIGINT at t0 -> readiness fails; at t0 + delay the signal goes on to the app's
-//! group; at t0 + timeout whatever is left gets SIGKILL; by t0 + timeout + `REAP_GRACE` vigil is
-//! gone. When the app exits on its own (7), leftovers get SIGTERM and the same timeout.
+//! first drain signal at t0 -> readiness fails; at t0 + delay it goes on to the app (SIGTERM as
+//! the stop signal's first step, any other as itself); each later stop step at its time after
+//! that first forward while the app runs; at t0 + timeout whatever is left gets SIGKILL; by
+//! t0 + timeout + `REAP_GRACE` vigil is gone. When the app exits on its own (7), leftovers get
+//! SIGTERM and the same timeout.
 
-use nix::sys::signal::Signal;
+use crate::sig::Sig;
+use crate::sigflags::StopSignal;
 use std::time::{Duration, Instant};
 
 /// After the SIGKILL, how long vigil waits to reap before exiting anyway: a killed process
@@ -16,21 +19,15 @@ use std::time::{Duration, Instant};
 /// contract's 0.5 s for the exit itself.
 pub const REAP_GRACE: Duration = Duration::from_millis(400);
 
-/// What started a drain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Term,
-    Int,
-}
-
 /// What the supervisor must do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Log that the drain began (readiness fails from here on).
-    Started(Trigger),
-    /// Send this signal to the app's process group, as part of the drain.
-    Forward(Signal),
-    /// A second SIGINT moved the deadline to now.
+    /// Log that the drain began with this signal (readiness fails from here on).
+    Started(Sig),
+    /// Send this signal to the app, then SIGCONT to the same target, as the drain's step
+    /// `step` (1: the drain's forward or a repeat of it; 2 and on: `--stop-signal`'s later ones).
+    Forward { sig: Sig, step: usize },
+    /// A SIGINT during the drain moved the deadline to now.
     DeadlineMoved,
     /// The app exited on its own with processes left: SIGTERM them all.
     TermLeftovers,
@@ -44,29 +41,36 @@ pub enum Action {
 pub struct Drain {
     timeout: Duration,
     delay: Duration,
-    stop_signal: Signal,
+    stop: StopSignal,
     started: Option<Instant>,
-    /// A forward held back by the drain delay.
-    forward_at: Option<(Instant, Signal)>,
+    /// The drain's forward, held back by the delay: when, and the signal vigil was sent.
+    forward_at: Option<(Instant, Sig)>,
+    /// When the drain's first forward went out: the later stop steps count from there.
+    forwarded_at: Option<Instant>,
+    /// How many of the later stop steps have gone out.
+    steps_sent: usize,
+    app_gone: bool,
     kill_at: Option<Instant>,
     killed_at: Option<Instant>,
 }
 
 impl Drain {
-    pub fn new(timeout: Duration, delay: Duration, stop_signal: Signal) -> Drain {
+    pub fn new(timeout: Duration, delay: Duration, stop: StopSignal) -> Drain {
         Drain {
             timeout,
             delay,
-            stop_signal,
+            stop,
             started: None,
             forward_at: None,
+            forwarded_at: None,
+            steps_sent: 0,
+            app_gone: false,
             kill_at: None,
             killed_at: None,
         }
     }
 
     /// Whether a drain has started (readiness fails).
-    #[cfg(test)]
     pub fn draining(&self) -> bool {
         self.started.is_some()
     }
@@ -75,41 +79,49 @@ impl Drain {
         self.killed_at.is_some()
     }
 
-    /// A SIGTERM or SIGINT reached vigil.
-    pub fn on_signal(&mut self, trigger: Trigger, now: Instant) -> Vec<Action> {
+    /// A drain signal reached vigil (or a SIGINT during a drain).
+    pub fn on_signal(&mut self, sig: Sig, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         if self.killed_at.is_some() {
             return out;
         }
-        let signal = match trigger {
-            Trigger::Term => self.stop_signal,
-            Trigger::Int => Signal::SIGINT,
-        };
         if self.started.is_none() {
             self.started = Some(now);
-            out.push(Action::Started(trigger));
+            out.push(Action::Started(sig));
             let deadline = now + self.timeout;
             self.kill_at = Some(self.kill_at.map_or(deadline, |k| k.min(deadline)));
             if self.delay.is_zero() {
-                out.push(Action::Forward(signal));
+                out.push(self.forward(sig, now));
             } else {
-                self.forward_at = Some((now + self.delay, signal));
+                self.forward_at = Some((now + self.delay, sig));
             }
-        } else if trigger == Trigger::Int {
+        } else if sig == Sig::INT {
             // Ctrl-C twice: stop waiting.
             self.kill_at = Some(now);
             out.push(Action::DeadlineMoved);
         } else if self.forward_at.is_none() {
-            // A repeated SIGTERM is passed on once the delay is over, and moves no deadline.
-            out.push(Action::Forward(signal));
+            // A repeated drain signal is passed on once the delay is over, and moves no deadline.
+            out.push(self.forward(sig, now));
         }
         out.extend(self.due(now));
         out
     }
 
+    /// The drain's forward of `sig`: SIGTERM becomes the stop signal, any other goes as itself.
+    fn forward(&mut self, sig: Sig, now: Instant) -> Action {
+        self.forwarded_at.get_or_insert(now);
+        let sig = if sig == Sig::TERM {
+            self.stop.first
+        } else {
+            sig
+        };
+        Action::Forward { sig, step: 1 }
+    }
+
     /// The app was reaped. `children_left` says whether anything else still runs.
     /// Returns `GiveUp` when there is nothing left to wait for.
     pub fn on_app_exit(&mut self, now: Instant, children_left: bool) -> Vec<Action> {
+        self.app_gone = true;
         if !children_left {
             return vec![Action::GiveUp];
         }
@@ -120,6 +132,15 @@ impl Drain {
         Vec::new()
     }
 
+    /// The next later stop step and when it is due, while the app runs and nothing was killed.
+    fn next_step(&self) -> Option<(Instant, Sig)> {
+        if self.app_gone || self.killed_at.is_some() {
+            return None;
+        }
+        let &(after, sig) = self.stop.later.get(self.steps_sent)?;
+        Some((self.forwarded_at? + after, sig))
+    }
+
     /// Everything due at `now`, in order.
     pub fn due(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
@@ -128,7 +149,16 @@ impl Drain {
             && self.killed_at.is_none()
         {
             self.forward_at = None;
-            out.push(Action::Forward(sig));
+            out.push(self.forward(sig, now));
+        }
+        while let Some((at, sig)) = self.next_step()
+            && now >= at
+        {
+            self.steps_sent += 1;
+            out.push(Action::Forward {
+                sig,
+                step: self.steps_sent + 1,
+            });
         }
         match (self.kill_at, self.killed_at) {
             (Some(at), None) if now >= at => {
@@ -149,10 +179,10 @@ impl Drain {
             Some(at) => Some(at + REAP_GRACE),
             None => self.kill_at,
         };
-        match (forward, kill) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [forward, self.next_step().map(|(at, _)| at), kill]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -167,9 +197,18 @@ mod tests {
 
     fn drain(timeout: u64, delay: u64) -> (Drain, Instant) {
         (
-            Drain::new(ms(timeout), ms(delay), Signal::SIGTERM),
+            Drain::new(ms(timeout), ms(delay), StopSignal::default()),
             Instant::now(),
         )
+    }
+
+    fn stepped(timeout: u64, delay: u64, spec: &str) -> (Drain, Instant) {
+        let stop = StopSignal::parse(spec).unwrap();
+        (Drain::new(ms(timeout), ms(delay), stop), Instant::now())
+    }
+
+    fn fwd(sig: Sig) -> Action {
+        Forward { sig, step: 1 }
     }
 
     #[test]
@@ -185,8 +224,8 @@ mod tests {
     fn term_without_delay_forwards_at_once_and_kills_at_timeout() {
         let (mut d, t0) = drain(1000, 0);
         assert_eq!(
-            d.on_signal(Trigger::Term, t0),
-            [Started(Trigger::Term), Forward(Signal::SIGTERM)]
+            d.on_signal(Sig::TERM, t0),
+            [Started(Sig::TERM), fwd(Sig::TERM)]
         );
         assert!(d.draining());
         assert_eq!(d.next_deadline(), Some(t0 + ms(1000)));
@@ -205,58 +244,142 @@ mod tests {
     #[test]
     fn delay_holds_the_forward_back() {
         let (mut d, t0) = drain(9000, 3000);
-        assert_eq!(d.on_signal(Trigger::Term, t0), [Started(Trigger::Term)]);
+        assert_eq!(d.on_signal(Sig::TERM, t0), [Started(Sig::TERM)]);
         assert_eq!(d.next_deadline(), Some(t0 + ms(3000)));
         assert!(d.due(t0 + ms(2999)).is_empty());
         // A repeated SIGTERM during the delay changes nothing.
-        assert!(d.on_signal(Trigger::Term, t0 + ms(1000)).is_empty());
-        assert_eq!(d.due(t0 + ms(3000)), [Forward(Signal::SIGTERM)]);
+        assert!(d.on_signal(Sig::TERM, t0 + ms(1000)).is_empty());
+        assert_eq!(d.due(t0 + ms(3000)), [fwd(Sig::TERM)]);
         assert_eq!(d.next_deadline(), Some(t0 + ms(9000)));
         // After the delay a repeated SIGTERM is forwarded, and the deadline stays.
-        assert_eq!(
-            d.on_signal(Trigger::Term, t0 + ms(5000)),
-            [Forward(Signal::SIGTERM)]
-        );
+        assert_eq!(d.on_signal(Sig::TERM, t0 + ms(5000)), [fwd(Sig::TERM)]);
         assert_eq!(d.next_deadline(), Some(t0 + ms(9000)));
     }
 
     #[test]
-    fn stop_signal_replaces_term_but_not_int() {
-        let t0 = Instant::now();
-        let mut d = Drain::new(ms(9000), ms(0), Signal::SIGQUIT);
-        assert_eq!(d.on_signal(Trigger::Term, t0)[1], Forward(Signal::SIGQUIT));
-        let mut d = Drain::new(ms(9000), ms(0), Signal::SIGQUIT);
-        assert_eq!(d.on_signal(Trigger::Int, t0)[1], Forward(Signal::SIGINT));
+    fn stop_signal_replaces_term_only() {
+        let (mut d, t0) = stepped(9000, 0, "QUIT");
+        assert_eq!(d.on_signal(Sig::TERM, t0)[1], fwd(Sig::QUIT));
+        assert_eq!(d.on_signal(Sig::TERM, t0 + ms(1))[0], fwd(Sig::QUIT));
+        let (mut d, t0) = stepped(9000, 0, "QUIT");
+        assert_eq!(d.on_signal(Sig::INT, t0)[1], fwd(Sig::INT));
+        // Another drain signal (`--drain-signals`) goes on as itself, and so does a repeat.
+        let (mut d, t0) = stepped(9000, 0, "USR1");
+        assert_eq!(
+            d.on_signal(Sig::QUIT, t0),
+            [Started(Sig::QUIT), fwd(Sig::QUIT)]
+        );
+        assert_eq!(d.on_signal(Sig::QUIT, t0 + ms(5)), [fwd(Sig::QUIT)]);
+    }
+
+    /// `TERM,INT@2,QUIT@5` with a 1 s delay: the steps count from the forward at t0 + 1 s.
+    #[test]
+    fn later_steps_follow_the_first_forward() {
+        let (mut d, t0) = stepped(9000, 1000, "TERM,INT@2,QUIT@5");
+        assert_eq!(d.on_signal(Sig::TERM, t0), [Started(Sig::TERM)]);
+        assert_eq!(d.next_deadline(), Some(t0 + ms(1000)));
+        assert_eq!(d.due(t0 + ms(1000)), [fwd(Sig::TERM)]);
+        assert_eq!(d.next_deadline(), Some(t0 + ms(3000)));
+        assert!(d.due(t0 + ms(2999)).is_empty());
+        let int = Forward {
+            sig: Sig::INT,
+            step: 2,
+        };
+        assert_eq!(d.due(t0 + ms(3000)), [int]);
+        assert_eq!(d.next_deadline(), Some(t0 + ms(6000)));
+        // A repeated SIGTERM is the first step again and moves no later one.
+        assert_eq!(d.on_signal(Sig::TERM, t0 + ms(4000)), [fwd(Sig::TERM)]);
+        assert_eq!(d.next_deadline(), Some(t0 + ms(6000)));
+        let quit = Forward {
+            sig: Sig::QUIT,
+            step: 3,
+        };
+        assert_eq!(d.due(t0 + ms(6500)), [quit]);
+        assert_eq!(d.next_deadline(), Some(t0 + ms(9000)));
+        assert_eq!(d.due(t0 + ms(9000)), [KillAll]);
+    }
+
+    /// A late wake-up sends every step that is due, in order, and the kill after them.
+    #[test]
+    fn overdue_steps_go_out_in_order() {
+        let (mut d, t0) = stepped(3000, 0, "TERM,INT@1,QUIT@2");
+        d.on_signal(Sig::TERM, t0);
+        assert_eq!(
+            d.due(t0 + ms(3000)),
+            [
+                Forward {
+                    sig: Sig::INT,
+                    step: 2
+                },
+                Forward {
+                    sig: Sig::QUIT,
+                    step: 3
+                },
+                KillAll
+            ]
+        );
+    }
+
+    #[test]
+    fn no_step_once_the_app_is_gone_or_killed() {
+        let (mut d, t0) = stepped(9000, 0, "TERM,INT@2");
+        d.on_signal(Sig::TERM, t0);
+        d.on_app_exit(t0 + ms(500), true);
+        assert_eq!(d.next_deadline(), Some(t0 + ms(9000)));
+        assert!(d.due(t0 + ms(2000)).is_empty());
+        let (mut d, t0) = stepped(9000, 0, "TERM,INT@2");
+        d.on_signal(Sig::TERM, t0);
+        assert_eq!(
+            d.on_signal(Sig::INT, t0 + ms(100)),
+            [DeadlineMoved, KillAll]
+        );
+        assert_eq!(d.due(t0 + ms(2000)), [GiveUp], "no step after the kill");
+    }
+
+    /// A drain started by SIGINT forwards SIGINT, and the later steps still follow it.
+    #[test]
+    fn steps_follow_any_first_forward() {
+        let (mut d, t0) = stepped(9000, 0, "TERM,QUIT@1");
+        assert_eq!(
+            d.on_signal(Sig::INT, t0),
+            [Started(Sig::INT), fwd(Sig::INT)]
+        );
+        assert_eq!(
+            d.due(t0 + ms(1000)),
+            [Forward {
+                sig: Sig::QUIT,
+                step: 2
+            }]
+        );
     }
 
     #[test]
     fn second_sigint_kills_now() {
         let (mut d, t0) = drain(9000, 2000);
-        d.on_signal(Trigger::Int, t0);
+        d.on_signal(Sig::INT, t0);
         assert_eq!(
-            d.on_signal(Trigger::Int, t0 + ms(100)),
+            d.on_signal(Sig::INT, t0 + ms(100)),
             [DeadlineMoved, KillAll]
         );
         // The held-back forward is dropped once everything is killed.
         assert_eq!(d.next_deadline(), Some(t0 + ms(100) + REAP_GRACE));
-        assert!(d.on_signal(Trigger::Term, t0 + ms(150)).is_empty());
+        assert!(d.on_signal(Sig::TERM, t0 + ms(150)).is_empty());
     }
 
     #[test]
-    fn sigint_after_sigterm_also_kills_now() {
-        let (mut d, t0) = drain(9000, 0);
-        d.on_signal(Trigger::Term, t0);
-        assert_eq!(
-            d.on_signal(Trigger::Int, t0 + ms(10)),
-            [DeadlineMoved, KillAll]
-        );
+    fn sigint_after_another_drain_signal_also_kills_now() {
+        for first in [Sig::TERM, Sig::QUIT] {
+            let (mut d, t0) = drain(9000, 0);
+            d.on_signal(first, t0);
+            assert_eq!(d.on_signal(Sig::INT, t0 + ms(10)), [DeadlineMoved, KillAll]);
+        }
     }
 
     #[test]
     fn app_exit_with_nothing_left_ends_at_once() {
         let (mut d, t0) = drain(9000, 0);
         assert_eq!(d.on_app_exit(t0, false), [GiveUp]);
-        d.on_signal(Trigger::Term, t0);
+        d.on_signal(Sig::TERM, t0);
         assert_eq!(d.on_app_exit(t0, false), [GiveUp]);
     }
 
@@ -272,7 +395,7 @@ mod tests {
     #[test]
     fn app_exit_during_drain_keeps_the_same_deadline() {
         let (mut d, t0) = drain(2000, 0);
-        d.on_signal(Trigger::Term, t0);
+        d.on_signal(Sig::TERM, t0);
         assert!(d.on_app_exit(t0 + ms(500), true).is_empty());
         assert_eq!(d.next_deadline(), Some(t0 + ms(2000)));
     }
@@ -281,7 +404,7 @@ mod tests {
     fn sigterm_after_app_exit_never_extends_the_deadline() {
         let (mut d, t0) = drain(2000, 0);
         d.on_app_exit(t0, true);
-        d.on_signal(Trigger::Term, t0 + ms(1500));
+        d.on_signal(Sig::TERM, t0 + ms(1500));
         assert_eq!(d.next_deadline(), Some(t0 + ms(2000)));
     }
 
@@ -289,8 +412,8 @@ mod tests {
     fn zero_timeout_kills_at_once() {
         let (mut d, t0) = drain(0, 0);
         assert_eq!(
-            d.on_signal(Trigger::Term, t0),
-            [Started(Trigger::Term), Forward(Signal::SIGTERM), KillAll]
+            d.on_signal(Sig::TERM, t0),
+            [Started(Sig::TERM), fwd(Sig::TERM), KillAll]
         );
     }
 }

@@ -69,7 +69,10 @@ pub fn start(listener: TcpListener, status: Shared) -> Result<(), Error> {
     std::thread::Builder::new()
         .name("health".into())
         .stack_size(64 * 1024)
-        .spawn(move || Server::new(listener, status).run())
+        .spawn(move || {
+            crate::signals::block_again();
+            Server::new(listener, status).run()
+        })
         .map(|_| ())
         .map_err(|e| Error::Startup {
             op: "start the health thread",

@@ -13,6 +13,8 @@ mod privileges;
 mod probe;
 mod procs;
 mod reaper;
+mod sig;
+mod sigflags;
 mod signals;
 mod sink;
 mod spawn;

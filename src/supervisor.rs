@@ -12,17 +12,18 @@ mod verdict;
 
 use crate::checker::ProbeChildren;
 use crate::cli::Config;
-use crate::drain::{Action, Drain, Trigger};
+use crate::drain::{Action, Drain};
 use crate::drill::Drill;
 use crate::error::Error;
 use crate::log;
 use crate::procs;
 use crate::reaper;
-use crate::signals::{FORWARDED, Signals};
+use crate::sig::Sig;
+use crate::signals::{Signals, Taken};
 use crate::sink;
 use crate::status::{App, Shared};
+use crate::sys;
 use kill::not_delivered;
-use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime};
@@ -89,13 +90,13 @@ impl Supervisor {
     fn run(&mut self) -> u8 {
         loop {
             let wake_at = self.next_deadline();
-            if let Some(sig) = self.signals.wait(wake_at) {
-                self.on_signal(sig);
+            if let Some(taken) = self.signals.wait(wake_at) {
+                self.on_signal(taken);
             }
             // Everything else pending, so a flood of one signal cannot starve another: the
             // kernel always hands out the lowest pending signal first.
-            for sig in self.signals.pending() {
-                self.on_signal(sig);
+            for taken in self.signals.pending() {
+                self.on_signal(taken);
             }
             self.reap();
             self.drill_step();
@@ -127,45 +128,75 @@ impl Supervisor {
         .min()
     }
 
-    fn on_signal(&mut self, sig: Signal) {
-        let now = Instant::now();
-        match sig {
-            Signal::SIGTERM | Signal::SIGINT => {
-                let trigger = if sig == Signal::SIGTERM {
-                    Trigger::Term
-                } else {
-                    Trigger::Int
-                };
-                let actions = self.drain.on_signal(trigger, now);
-                self.act(&actions);
-            }
-            s if FORWARDED.contains(&s) => self.forward(s, "forward"),
-            // SIGCHLD: the reap that follows every wake-up handles it. SIGTTIN/SIGTTOU: only
-            // blocked, so a background vigil writing to the terminal is never stopped.
-            _ => {}
+    /// A signal vigil took: a drain signal (or a SIGINT during a drain) drives the drain, what
+    /// another process sent is passed on, and the rest (SIGCHLD, a wake-up; what the kernel or
+    /// vigil's own writes raised for vigil) is dropped without a word: a line about a SIGPIPE
+    /// from a write to a closed stderr would raise the next one.
+    fn on_signal(&mut self, taken: Taken) {
+        let sig = taken.sig;
+        if self.config.signals.drain_signals.contains(&sig)
+            || (sig == Sig::INT && self.drain.draining())
+        {
+            self.drain_on(sig);
+        } else if self.passes_on(taken) {
+            self.pass_on(sig);
+        } else if taken.sent && sig.libc_reserved() {
+            log::debug(
+                "signal not forwarded",
+                &[
+                    ("signal", json!(sig.name())),
+                    ("reason", json!("reserved for the C library")),
+                ],
+            );
+        }
+    }
+
+    /// A drain signal, from the platform or from `vigil drill`.
+    fn drain_on(&mut self, sig: Sig) {
+        let actions = self.drain.on_signal(sig, Instant::now());
+        self.act(&actions);
+    }
+
+    /// Whether `taken` is forwarded as it comes (contract, "What vigil does" 5): sent by
+    /// another process, and neither a drain signal nor vigil's own.
+    fn passes_on(&self, taken: Taken) -> bool {
+        let sig = taken.sig;
+        taken.sent
+            && sig != Sig::CHLD
+            && !sig.libc_reserved()
+            && !self.config.signals.drain_signals.contains(&sig)
+            && !(sig == Sig::INT && self.drain.draining())
+    }
+
+    /// Forwards `sig` after `--rewrite`.
+    fn pass_on(&self, sig: Sig) {
+        match self.config.signals.forwarded_as(sig) {
+            Some(to) => self.forward(to),
+            None => log::debug(
+                "signal dropped",
+                &[
+                    ("signal", json!(sig.name())),
+                    ("reason", json!("--rewrite")),
+                ],
+            ),
         }
     }
 
     fn act(&mut self, actions: &[Action]) {
         for action in actions {
             match *action {
-                Action::Started(trigger) => {
+                Action::Started(sig) => {
                     self.status.update(|s| s.draining = true);
-                    let signal = if trigger == Trigger::Term {
-                        "SIGTERM"
-                    } else {
-                        "SIGINT"
-                    };
                     log::info(
                         "drain started",
                         &[
-                            ("signal", json!(signal)),
+                            ("signal", json!(sig.name())),
                             ("delay_s", json!(self.config.drain_delay.as_secs_f64())),
                             ("timeout_s", json!(self.config.drain_timeout.as_secs_f64())),
                         ],
                     );
                 }
-                Action::Forward(sig) => self.forward(sig, "drain"),
+                Action::Forward { sig, step } => self.drain_step(sig, step),
                 Action::DeadlineMoved => {
                     log::info("drain deadline moved", &[("signal", json!("SIGINT"))])
                 }
@@ -173,12 +204,12 @@ impl Supervisor {
                 // promise, the count only a fact), counting zombies: a process the signal killed
                 // on another CPU is one by now, and vigil has not reaped since.
                 Action::TermLeftovers => {
-                    self.signal_everything(Signal::SIGTERM);
+                    self.signal_everything(Sig::TERM);
                     let count = procs::hit();
                     log::info("terminating leftovers", &[("count", json!(count))]);
                 }
                 Action::KillAll => {
-                    self.signal_everything(Signal::SIGKILL);
+                    self.signal_everything(Sig::KILL);
                     self.last_sweep = Some(Instant::now());
                     let remaining = procs::hit();
                     log::warn("forced kill", &[("remaining", json!(remaining))]);
@@ -188,29 +219,65 @@ impl Supervisor {
         }
     }
 
-    /// Sends `sig` to the app's process group (its pgid is its pid). A forward outside a drain
-    /// is logged at debug only (contract, "Log lines"), so it costs no write at the default
-    /// level; the drain's own are at info.
-    fn forward(&self, sig: Signal, reason: &'static str) {
-        let level = if reason == "drain" {
-            log::Level::Info
-        } else {
-            log::Level::Debug
+    /// Sends `sig` to the app's process group (its pgid is its pid), or to the app alone with
+    /// `--single-child`. Logged at debug only (contract, "Log lines"), so a forward costs no
+    /// write at the default level; the drain's own steps are at info (`drain_step`).
+    fn forward(&self, sig: Sig) {
+        let Some((target, field)) = self.target() else {
+            return;
         };
-        // Read before the kill: on another CPU the app's handler can run before killpg returns.
-        let at = log::enabled(level).then(SystemTime::now);
-        match killpg(self.app, sig) {
+        // Read before the kill: on another CPU the app's handler can run before kill returns.
+        let at = log::enabled(log::Level::Debug).then(SystemTime::now);
+        match sys::kill(target, sig.raw()) {
             Ok(()) => {
                 if let Some(at) = at {
                     let fields = [
-                        ("signal", json!(sig.as_str())),
-                        ("pgid", json!(self.app.as_raw())),
-                        ("reason", json!(reason)),
+                        ("signal", json!(sig.name())),
+                        (field, json!(self.app.as_raw())),
+                        ("reason", json!("forward")),
                     ];
-                    log::log_at(at, level, "signal forwarded", &fields);
+                    log::log_at(at, log::Level::Debug, "signal forwarded", &fields);
                 }
             }
-            Err(errno) => not_delivered(sig, "pgid", self.app.as_raw(), errno),
+            Err(errno) => not_delivered(sig, field, self.app.as_raw(), errno),
+        }
+    }
+
+    /// One step of the drain (1: its forward; 2 and on: `--stop-signal`'s later steps): `sig`,
+    /// then SIGCONT to the same target, so a stopped app can act on it. The step is logged at
+    /// info; its SIGCONT only if it fails.
+    fn drain_step(&self, sig: Sig, step: usize) {
+        let Some((target, field)) = self.target() else {
+            return;
+        };
+        let at = SystemTime::now();
+        match sys::kill(target, sig.raw()) {
+            Ok(()) => {
+                let fields = [
+                    ("signal", json!(sig.name())),
+                    (field, json!(self.app.as_raw())),
+                    ("reason", json!("drain")),
+                    ("step", json!(step)),
+                ];
+                log::log_at(at, log::Level::Info, "signal forwarded", &fields);
+            }
+            Err(errno) => not_delivered(sig, field, self.app.as_raw(), errno),
+        }
+        if let Err(errno) = sys::kill(target, Sig::CONT.raw()) {
+            not_delivered(Sig::CONT, field, self.app.as_raw(), errno);
+        }
+    }
+
+    /// Where forwarded and stop signals go: the app's group (`kill(-pgid)`), or with
+    /// `--single-child` the app alone; and the log field that names it. None once a single
+    /// app was reaped: its pid may belong to another process by now.
+    fn target(&self) -> Option<(i32, &'static str)> {
+        if !self.config.signals.single_child {
+            Some((-self.app.as_raw(), "pgid"))
+        } else if self.app_status.is_none() {
+            Some((self.app.as_raw(), "pid"))
+        } else {
+            None
         }
     }
 
@@ -269,6 +336,6 @@ fn exiting(code: u8) -> u8 {
     code
 }
 
-fn signal_name(sig: i32) -> String {
-    Signal::try_from(sig).map_or_else(|_| format!("SIG{sig}"), |s| s.as_str().to_string())
+fn signal_name(sig: i32) -> &'static str {
+    Sig::new(sig).map_or("SIG?", Sig::name)
 }

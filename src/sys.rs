@@ -1,8 +1,10 @@
-//! The only unsafe code in vigil: four libc calls nix cannot make for us.
+//! The only unsafe code in vigil: system calls nix cannot make for us.
 //!
 //! - `waitpid` returning the raw status: nix turns the status into a `Signal` and fails on
 //!   real-time signals, after the child is already reaped, so its status would be lost.
-//! - `sigtimedwait`: nix has only `sigwait`, which cannot time out.
+//! - `rt_sigprocmask`, `rt_sigtimedwait` and `kill` with the kernel's signal numbers and its
+//!   64-bit mask: nix's `Signal` has no real-time signals, and the C libraries refuse 32 to 34
+//!   in a `sigset_t` (musl's `sigaddset`) or strip them, so these go to the kernel directly.
 //! - the app's signal reset and terminal hand-off, between fork and exec.
 //! - `prctl(PR_CAPBSET_DROP)`: nix wraps other prctls, not this one.
 #![allow(unsafe_code)]
@@ -33,11 +35,44 @@ pub fn wait_any_nohang() -> io::Result<Option<(i32, i32)>> {
     }
 }
 
-/// One `sigtimedwait` on `set` (already blocked): the signal number taken from the pending set,
+/// The kernel's signal set is 64 bits on every Linux architecture; `rt_*` calls take its size.
+const MASK_SIZE: usize = std::mem::size_of::<u64>();
+
+// `rt_sigtimedwait` takes the kernel's 64-bit timespec, which is libc's only on 64-bit targets.
+const _: () = assert!(std::mem::size_of::<libc::timespec>() == 16);
+
+/// Adds `mask` (bit n-1 for signal n) to this thread's blocked signals.
+pub fn block_signals(mask: u64) -> Result<(), nix::Error> {
+    // SAFETY: `mask` is a valid u64 for the duration of the call and MASK_SIZE is its size, the
+    // kernel's sigset size; a null old-set pointer is allowed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &mask as *const u64,
+            std::ptr::null_mut::<u64>(),
+            MASK_SIZE,
+        )
+    };
+    nix::Error::result(ret).map(drop)
+}
+
+/// What `rt_sigtimedwait` says about a signal it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigInfo {
+    pub signo: i32,
+    /// `si_code`: SI_USER, SI_QUEUE, SI_TKILL for a process's kill, SI_KERNEL, ...
+    pub code: i32,
+    /// `si_pid`, as seen in vigil's pid namespace (0 for a sender outside it); only meaningful
+    /// for SI_USER, SI_QUEUE and SI_TKILL.
+    pub pid: i32,
+}
+
+/// One `rt_sigtimedwait` on `mask` (already blocked): the signal taken from the pending set,
 /// `Ok(None)` when `timeout` passed first or a stop/continue or tracer interrupted the wait, and
 /// an error only for what valid arguments never cause. `timeout: None` waits for as long as it
 /// takes.
-pub fn sigtimedwait(set: &libc::sigset_t, timeout: Option<Duration>) -> io::Result<Option<i32>> {
+pub fn sigtimedwait(mask: u64, timeout: Option<Duration>) -> io::Result<Option<SigInfo>> {
     let ts = timeout.map(|t| libc::timespec {
         tv_sec: t.as_secs().try_into().unwrap_or(i32::MAX.into()),
         // Below 1e9 by construction, so it fits every c_long.
@@ -46,11 +81,27 @@ pub fn sigtimedwait(set: &libc::sigset_t, timeout: Option<Duration>) -> io::Resu
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `set` and `ts` are valid for the duration of the call; a null siginfo pointer is
-    // allowed (the number is the return value) and a null timeout means no timeout.
-    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), ts_ptr) };
+    // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `mask`, `info` and `ts` are valid for the duration of the call, `info` writable
+    // and of the kernel's siginfo size (128 bytes); a null timeout means no timeout.
+    let sig = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigtimedwait,
+            &mask as *const u64,
+            &mut info as *mut libc::siginfo_t,
+            ts_ptr,
+            MASK_SIZE,
+        )
+    };
     if sig > 0 {
-        return Ok(Some(sig));
+        return Ok(Some(SigInfo {
+            signo: sig as i32,
+            code: info.si_code,
+            // SAFETY: the kernel filled `info`; si_pid is at the same offset for every si_code
+            // that has a sender (and reads as whatever the kernel wrote, or 0, for the rest).
+            pid: unsafe { info.si_pid() },
+        }));
     }
     let err = io::Error::last_os_error();
     match err.raw_os_error() {
@@ -67,28 +118,50 @@ pub fn capbset_drop(cap: u32) -> nix::Result<()> {
     nix::errno::Errno::result(r).map(drop)
 }
 
+/// `kill(pid, sig)` with the kernel's numbers: `pid` negative for a process group, -1 for
+/// everything; `sig` may be a real-time signal.
+pub fn kill(pid: i32, sig: i32) -> Result<(), nix::Error> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    let ret = unsafe { libc::kill(pid, sig) };
+    nix::Error::result(ret).map(drop)
+}
+
+/// Sends `sig` (any number) to the calling thread, as the kernel numbers it.
+#[cfg(test)]
+pub fn raise(sig: i32) {
+    // SAFETY: getpid, gettid and tgkill take integers and touch no memory of ours.
+    unsafe {
+        libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), sig);
+    }
+}
+
 /// Gives the app a clean signal state, and the terminal when it is to have it.
 ///
-/// Runs in the forked child, after std has put it in its own process group. vigil blocks the
-/// signals it handles, and Rust's runtime ignores SIGPIPE; both would be inherited through exec
-/// (std's posix_spawn path was seen passing vigil's mask on), so the mask is emptied and every
-/// catchable signal set back to its default here. With `take_terminal`, the app's group becomes
-/// the foreground group of the terminal on stdin; SIGTTOU would stop a background process
-/// calling tcsetpgrp, so it is ignored around the call (tini does the same). A failed hand-off
-/// (no controlling terminal, say) is not an error: the app just runs without it.
+/// Runs in the forked child, after std has put it in its own process group. vigil blocks every
+/// signal it can, and Rust's runtime ignores SIGPIPE; both would be inherited through exec
+/// (std's posix_spawn path was seen passing vigil's mask on), so the whole kernel mask is emptied
+/// and every catchable signal, 1 to 64, set back to its default here. With `take_terminal`, the
+/// app's group becomes the foreground group of the terminal on stdin; SIGTTOU would stop a
+/// background process calling tcsetpgrp, so it is ignored around the call (tini does the same).
+/// A failed hand-off (no controlling terminal, say) is not an error: the app just runs without it.
 pub fn reset_child_signals(cmd: &mut Command, take_terminal: bool) {
     // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
-    // functions may be called: sigemptyset, sigprocmask, signal(2), getpgrp and tcsetpgrp (an
-    // ioctl) all are. It allocates nothing, takes no locks, and `set` lives on its own stack.
+    // functions may be called: raw rt_sigprocmask and rt_sigaction, signal(2), getpgrp and
+    // tcsetpgrp (an ioctl) all are. It allocates nothing, takes no locks, and what it points
+    // the kernel at lives on its own stack for the duration of each call.
     unsafe {
         cmd.pre_exec(move || {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            for sig in 1..libc::SIGRTMAX() {
+            let empty: u64 = 0;
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &empty as *const u64,
+                std::ptr::null_mut::<u64>(),
+                MASK_SIZE,
+            );
+            for sig in 1..=64 {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    // Signals the C library reserves answer EINVAL; nothing to undo there.
-                    libc::signal(sig, libc::SIG_DFL);
+                    default_action(sig);
                 }
             }
             if take_terminal {
@@ -98,5 +171,48 @@ pub fn reset_child_signals(cmd: &mut Command, take_terminal: bool) {
             }
             Ok(())
         });
+    }
+}
+
+/// The kernel's `struct sigaction` where it has `sa_restorer` (x86_64, aarch64).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Sets `sig` to SIG_DFL, 32 to 34 included (the C libraries refuse those; an inherited
+/// SIG_IGN would otherwise survive exec).
+///
+/// # Safety
+/// Only between fork and exec or on a thread that owns signal handling: it is one system call.
+unsafe fn default_action(sig: i32) {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        let act = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: `act` is a valid kernel sigaction for the duration of the call, a null old
+        // action is allowed, and MASK_SIZE is the kernel's sigset size.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &act as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                MASK_SIZE,
+            );
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    // SAFETY: signal(2) with SIG_DFL installs no handler; a reserved signal answers EINVAL.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
     }
 }

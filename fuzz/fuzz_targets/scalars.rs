@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
-use vigil_fuzz::{cli::parse_seconds, procs::parse_stat, signals};
+use vigil_fuzz::{cli::parse_seconds, procs::parse_stat, sig};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&kind, rest)) = data.split_first() else {
@@ -19,8 +19,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         1 => {
-            if let Ok(sig) = signals::parse(s) {
-                assert_eq!(signals::parse(sig.as_str()), Ok(sig));
+            if let Ok(sig) = sig::parse(s) {
+                assert_eq!(sig::parse(sig.name()), Ok(sig));
             }
         }
         _ => {

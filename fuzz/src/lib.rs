@@ -21,6 +21,10 @@ pub mod privileges;
 pub mod probe;
 #[path = "../../src/procs.rs"]
 pub mod procs;
+#[path = "../../src/sig.rs"]
+pub mod sig;
+#[path = "../../src/sigflags.rs"]
+pub mod sigflags;
 #[path = "../../src/signals.rs"]
 pub mod signals;
 #[path = "../../src/sink.rs"]

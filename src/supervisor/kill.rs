@@ -3,8 +3,8 @@
 use super::{Mode, SWEEP_EVERY, Supervisor};
 use crate::log;
 use crate::procs;
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
+use crate::sig::Sig;
+use crate::sys::kill;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -13,15 +13,15 @@ const SWEEP_BUDGET: Duration = Duration::from_millis(50);
 impl Supervisor {
     /// SIGTERM or SIGKILL to everything left: as PID 1 every process in the namespace; as a
     /// subreaper the app's group and our own descendants, never anything outside them.
-    pub(super) fn signal_everything(&self, sig: Signal) {
+    pub(super) fn signal_everything(&self, sig: Sig) {
         if self.mode == Mode::Pid1 {
-            match kill(Pid::from_raw(-1), sig) {
+            match kill(-1, sig.raw()) {
                 Ok(()) | Err(nix::Error::ESRCH) => {}
                 Err(errno) => not_delivered(sig, "pid", -1, errno),
             }
             return;
         }
-        match killpg(self.app, sig) {
+        match kill(-self.app.as_raw(), sig.raw()) {
             Ok(()) | Err(nix::Error::ESRCH) => {}
             Err(errno) => not_delivered(sig, "pgid", self.app.as_raw(), errno),
         }
@@ -38,7 +38,7 @@ impl Supervisor {
                 break;
             }
             for pid in fresh {
-                match kill(Pid::from_raw(pid), sig) {
+                match kill(pid, sig.raw()) {
                     Ok(()) | Err(nix::Error::ESRCH) => {}
                     Err(errno) => not_delivered(sig, "pid", pid, errno),
                 }
@@ -55,15 +55,15 @@ impl Supervisor {
         }
         let now = Instant::now();
         if self.last_sweep.is_some_and(|at| now >= at + SWEEP_EVERY) {
-            self.signal_everything(Signal::SIGKILL);
+            self.signal_everything(Sig::KILL);
             self.last_sweep = Some(now);
         }
     }
 }
 
-pub(super) fn not_delivered(sig: Signal, target: &str, id: i32, errno: nix::Error) {
+pub(super) fn not_delivered(sig: Sig, target: &str, id: i32, errno: nix::Error) {
     let fields = [
-        ("signal", json!(sig.as_str())),
+        ("signal", json!(sig.name())),
         (target, json!(id)),
         ("error", json!(errno.desc())),
     ];

@@ -72,7 +72,13 @@ impl Supervisor {
             let waker = drill_after.map(|_| signals.waker());
             Checker::new(&config, spec, status.clone(), probe_children.clone(), waker).start();
         }
-        let drain = Drain::new(config.drain_timeout, config.drain_delay, config.stop_signal);
+        // Starting a thread may have unblocked the C library's own signals here (musl).
+        crate::signals::block_again();
+        let drain = Drain::new(
+            config.drain_timeout,
+            config.drain_delay,
+            config.signals.stop_signal.clone(),
+        );
         let drill = drill_after.map(|after| {
             Drill::new(
                 after,

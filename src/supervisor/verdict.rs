@@ -4,7 +4,7 @@ use super::Supervisor;
 use crate::drill::{self, Outcome};
 use crate::log;
 use crate::procs;
-use nix::sys::signal::Signal;
+use crate::sig::Sig;
 use nix::unistd::geteuid;
 use serde_json::json;
 use std::io::Write;
@@ -22,7 +22,7 @@ impl Supervisor {
             step => {
                 let ready = step == drill::Step::Signal;
                 log::info("drill: sending SIGTERM", &[("ready", json!(ready))]);
-                self.on_signal(Signal::SIGTERM);
+                self.drain_on(Sig::TERM);
             }
         }
     }

@@ -92,6 +92,28 @@ fn bad_flags_exit_2() {
             &["--drain-delay", "2"],
         ),
         case(&["--stop-signal", "FOO"], &["--stop-signal", "FOO"]),
+        case(
+            &["--stop-signal", "KILL"],
+            &["--stop-signal", "KILL", "refused"],
+        ),
+        case(
+            &["--stop-signal", "STOP"],
+            &["--stop-signal", "STOP", "refused"],
+        ),
+        case(
+            &["--stop-signal", "TERM,INT@9"],
+            &["--stop-signal", "INT@9", "drain timeout"],
+        ),
+        case(
+            &["--stop-signal", "TERM,INT@3,QUIT@2"],
+            &["--stop-signal", "increase"],
+        ),
+        case(
+            &["--drain-signals", "TERM,KILL"],
+            &["--drain-signals", "KILL"],
+        ),
+        case(&["--rewrite", "HUP"], &["--rewrite", "FROM:TO"]),
+        case(&["--rewrite", "TERM:QUIT"], &["--rewrite", "drain signal"]),
         case(&["--user", "nosuchuser"], &["--user", "nosuchuser"]),
         case(&["--user", "root:nosuchgroup"], &["--user", "nosuchgroup"]),
         case(
@@ -122,6 +144,10 @@ fn bad_env_vars_exit_2() {
         env_case("VIGIL_DRAIN_TIMEOUT", "-1"),
         env_case("VIGIL_DRAIN_DELAY", "9"),
         env_case("VIGIL_STOP_SIGNAL", "FOO"),
+        env_case("VIGIL_STOP_SIGNAL", "TSTP"),
+        env_case("VIGIL_DRAIN_SIGNALS", "CHLD"),
+        env_case("VIGIL_REWRITE", "HUP:0,STOP:0"),
+        env_case("VIGIL_SINGLE_CHILD", "yes"),
         env_case("VIGIL_USER", "nosuchuser"),
         env_case("VIGIL_LOG_LEVEL", "loud"),
         env_case("VIGIL_LOG_FORMAT", "xml"),

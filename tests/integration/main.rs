@@ -42,6 +42,7 @@ mod output;
 mod reaping;
 mod runc;
 mod security;
+mod signals;
 mod stress;
 mod user;
 mod util;

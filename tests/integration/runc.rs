@@ -209,7 +209,7 @@ fn ids(pid: i32, key: &str) -> Vec<u32> {
 // ---- the static binary and the host ----
 
 /// Builds the static release binary once per test process; Err is a reason to skip.
-fn static_vigil() -> Result<&'static Path, &'static str> {
+pub fn static_vigil() -> Result<&'static Path, &'static str> {
     static VIGIL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     VIGIL
         .get_or_init(|| {

@@ -353,7 +353,7 @@ pub fn wait_exec_probe(me: i32, app: i32, comm: &str) -> i32 {
 }
 
 /// Every flag of the contract's table (`vigil --help` must list them; a deployment sets none).
-pub const FLAGS: [&str; 16] = [
+pub const FLAGS: [&str; 19] = [
     "--user",
     "--allow-setuid",
     "--drain-timeout",
@@ -369,6 +369,9 @@ pub const FLAGS: [&str; 16] = [
     "--log-level",
     "--startup-grace",
     "--stop-signal",
+    "--drain-signals",
+    "--rewrite",
+    "--single-child",
     "--success-exit",
 ];
 

@@ -39,6 +39,10 @@ mod privileges;
 mod probe;
 #[path = "../../src/procs.rs"]
 mod procs;
+#[path = "../../src/sig.rs"]
+mod sig;
+#[path = "../../src/sigflags.rs"]
+mod sigflags;
 #[path = "../../src/signals.rs"]
 mod signals;
 #[path = "../../src/sink.rs"]

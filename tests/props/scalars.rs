@@ -3,8 +3,8 @@
 use crate::cli::parse_seconds;
 use crate::engine::*;
 use crate::procs;
-use crate::signals;
-use nix::sys::signal::Signal;
+use crate::sig::{self, Sig};
+use crate::sigflags::StopSignal;
 use std::time::{Duration, Instant};
 
 fn duration_text(rng: &mut Rng) -> String {
@@ -81,8 +81,23 @@ fn durations() {
 
 fn signal_text(rng: &mut Rng) -> String {
     let names = [
-        "TERM", "SIGTERM", "term", "Quit", "SIGRTMIN", "RTMIN+1", "IOT", "POLL", "SIGSIG", "SIG",
-        "KILL", "STOP", "PWR", "WINCH",
+        "TERM",
+        "SIGTERM",
+        "term",
+        "Quit",
+        "SIGRTMIN",
+        "RTMIN+1",
+        "IOT",
+        "POLL",
+        "SIGSIG",
+        "SIG",
+        "KILL",
+        "STOP",
+        "PWR",
+        "WINCH",
+        "RTMAX-2",
+        "TERM,INT@3",
+        "QUIT,INT@1,9@0.5",
     ];
     match rng.below(4) {
         0 => number(rng),
@@ -106,20 +121,24 @@ fn signal_names() {
             structured_or_mutated(
                 rng,
                 signal_text,
-                &["TERM", "SIGQUIT", "15", "usr1"],
+                &["TERM", "SIGQUIT", "15", "usr1", "TERM,INT@5"],
                 &["SIG", "TERM", "1", " "],
             )
         },
         |s| {
-            let Ok(sig) = signals::parse(s) else {
+            if let Ok(steps) = StopSignal::parse(s) {
+                let times: Vec<Duration> = steps.later.iter().map(|&(at, _)| at).collect();
+                assert!(times.windows(2).all(|w| w[0] < w[1]), "{s:?}");
+            }
+            let Ok(sig) = sig::parse(s) else {
                 return;
             };
-            assert_ne!(sig as i32, 0);
-            assert_eq!(signals::parse(sig.as_str()), Ok(sig));
-            assert_eq!(signals::parse(&(sig as i32).to_string()), Ok(sig));
-            let short = sig.as_str().trim_start_matches("SIG").to_ascii_lowercase();
-            assert_eq!(signals::parse(&short), Ok(sig));
-            assert_eq!(Signal::try_from(sig as i32), Ok(sig));
+            assert!((1..=64).contains(&sig.raw()) && !sig.libc_reserved());
+            assert_eq!(sig::parse(sig.name()), Ok(sig));
+            assert_eq!(sig::parse(&sig.raw().to_string()), Ok(sig));
+            let short = sig.name().trim_start_matches("SIG").to_ascii_lowercase();
+            assert_eq!(sig::parse(&short), Ok(sig));
+            assert_eq!(Sig::new(sig.raw()), Some(sig));
         },
     );
 }
