@@ -7,8 +7,8 @@
 //! first drain signal at t0 -> readiness fails; at t0 + delay it goes on to the app (SIGTERM as
 //! the stop signal's first step, any other as itself); each later stop step at its time after
 //! that first forward while the app runs; at t0 + timeout whatever is left gets SIGKILL; by
-//! t0 + timeout + `REAP_GRACE` vigil is gone. When the app exits on its own (7), leftovers get
-//! SIGTERM and the same timeout.
+//! t0 + timeout + `REAP_GRACE` vigil is gone. When the app exits, whatever it left gets SIGTERM
+//! at once: during a drain with the drain's deadline, otherwise (7) with a deadline of its own.
 
 use crate::sig::Sig;
 use crate::sigflags::StopSignal;
@@ -29,8 +29,9 @@ pub enum Action {
     Forward { sig: Sig, step: usize },
     /// A SIGINT during the drain moved the deadline to now.
     DeadlineMoved,
-    /// The app exited on its own with processes left: SIGTERM them all.
-    TermLeftovers,
+    /// The app exited with processes left: SIGTERM them all. `draining`: during a drain (else
+    /// the app exited on its own).
+    TermLeftovers { draining: bool },
     /// The deadline passed: SIGKILL everything that is left.
     KillAll,
     /// Stop waiting and exit.
@@ -125,11 +126,15 @@ impl Drain {
         if !children_left {
             return vec![Action::GiveUp];
         }
+        if self.killed_at.is_some() {
+            return Vec::new();
+        }
         if self.kill_at.is_none() {
             self.kill_at = Some(now + self.timeout);
-            return vec![Action::TermLeftovers];
         }
-        Vec::new()
+        vec![Action::TermLeftovers {
+            draining: self.draining(),
+        }]
     }
 
     /// The next later stop step and when it is due, while the app runs and nothing was killed.
@@ -386,18 +391,25 @@ mod tests {
     #[test]
     fn app_exit_on_its_own_terms_leftovers_then_kills_at_timeout() {
         let (mut d, t0) = drain(2000, 0);
-        assert_eq!(d.on_app_exit(t0, true), [TermLeftovers]);
+        assert_eq!(d.on_app_exit(t0, true), [TermLeftovers { draining: false }]);
         assert!(!d.draining());
         assert_eq!(d.next_deadline(), Some(t0 + ms(2000)));
         assert_eq!(d.due(t0 + ms(2000)), [KillAll]);
     }
 
+    /// Leftovers of a drain get SIGTERM at once, and the drain's deadline stays.
     #[test]
-    fn app_exit_during_drain_keeps_the_same_deadline() {
+    fn app_exit_during_drain_terms_leftovers_at_once() {
         let (mut d, t0) = drain(2000, 0);
         d.on_signal(Sig::TERM, t0);
-        assert!(d.on_app_exit(t0 + ms(500), true).is_empty());
+        assert_eq!(
+            d.on_app_exit(t0 + ms(500), true),
+            [TermLeftovers { draining: true }]
+        );
         assert_eq!(d.next_deadline(), Some(t0 + ms(2000)));
+        // Not again after the kill.
+        assert_eq!(d.due(t0 + ms(2000)), [KillAll]);
+        assert!(d.on_app_exit(t0 + ms(2100), true).is_empty());
     }
 
     #[test]

@@ -203,10 +203,9 @@ impl Supervisor {
                 // The signal first, the /proc walk for the log line after (the deadline is the
                 // promise, the count only a fact), counting zombies: a process the signal killed
                 // on another CPU is one by now, and vigil has not reaped since.
-                Action::TermLeftovers => {
+                Action::TermLeftovers { draining } => {
                     self.signal_everything(Sig::TERM);
-                    let count = procs::hit();
-                    log::info("terminating leftovers", &[("count", json!(count))]);
+                    leftovers_termed(procs::hit(), draining);
                 }
                 Action::KillAll => {
                     self.signal_everything(Sig::KILL);
@@ -338,4 +337,21 @@ fn exiting(code: u8) -> u8 {
 
 fn signal_name(sig: i32) -> &'static str {
     Sig::new(sig).map_or("SIG?", Sig::name)
+}
+
+/// The line for leftovers just sent SIGTERM: after a drain a fact; after the app exited on
+/// its own a warning, since the app most likely went to the background.
+fn leftovers_termed(count: usize, draining: bool) {
+    if draining {
+        log::info("terminating leftovers", &[("count", json!(count))]);
+        return;
+    }
+    let hint = format!(
+        "the app exited but {count} process(es) it started still run: it may have daemonized \
+         (run it in the foreground: nginx needs `daemon off;`, redis `--daemonize no`)"
+    );
+    log::warn(
+        "terminating leftovers",
+        &[("count", json!(count)), ("hint", json!(hint))],
+    );
 }

@@ -1,7 +1,7 @@
-//! Every signal (issue 11, points 2 to 4): no catchable signal stops or kills vigil and every
-//! one another process sends is passed on, real-time ones included; signals vigil raised for
-//! itself are not; `--rewrite`, `--single-child`, the stop steps of `--stop-signal`,
-//! `--drain-signals`.
+//! Every signal (issue 11, points 2 to 5 and 9): no catchable signal stops or kills vigil and
+//! every one another process sends is passed on, real-time ones included; signals vigil raised
+//! for itself are not; `--rewrite`, `--single-child`, the stop steps of `--stop-signal`,
+//! `--drain-signals`; leftovers of a drain get SIGTERM at once; an app that daemonized is named.
 //!
 //! The apps are `sh` scripts that trap signals by number and print `got N`; the test sends one
 //! signal, waits for its line, then sends the next, so no two standard signals merge.
@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use std::time::Instant;
 
 both_modes!(
     every_signal_is_forwarded,
@@ -24,6 +25,8 @@ both_modes!(
     stop_steps_escalate,
     stopped_app_gets_cont,
     another_drain_signal,
+    drain_leftovers_get_term_at_once,
+    daemonized_app_is_named,
 );
 
 /// Every signal the contract forwards, plus those it does not name but that `kill` can still
@@ -459,4 +462,62 @@ fn another_drain_signal(mode: Mode) {
         "{}",
         v.dump()
     );
+}
+
+/// The app exits 1 ms after SIGTERM, leaving a `setsid` helper outside its group that exits on
+/// SIGTERM: the helper gets SIGTERM at once and vigil is gone long before the 9 s deadline.
+fn drain_leftovers_get_term_at_once(mode: Mode) {
+    let helper = format!(
+        "trap 'echo helper got TERM; exit 0' TERM; echo helper $$; {}",
+        LOOP
+    );
+    let app = format!(
+        "setsid sh -c {} & trap 'sleep 0.001; exit 0' TERM; echo ready; {LOOP}",
+        crate::util::sh_quote(&helper)
+    );
+    let mut v = vigil(&["--drain-timeout", "9", "--", "sh", "-c", &app]).start(mode);
+    v.wait_for_line("ready", CEILING);
+    v.wait_for_prefix("helper ", CEILING);
+    let t0 = v.signal(Signal::SIGTERM);
+    let gone = v.wait_gone(CEILING);
+    let took = gone - t0;
+    assert!(
+        took < secs(4.5),
+        "vigil exited {took:?} after SIGTERM\n{}",
+        v.dump()
+    );
+    assert!(
+        v.stdout().contains(&"helper got TERM".to_string()),
+        "{}",
+        v.dump()
+    );
+    let left = v.survivors();
+    assert!(left.is_empty(), "left behind: {}", v.describe(&left));
+    assert_eq!(v.wait_exit(CEILING).code, 0, "{}", v.dump());
+    let term = v.wait_for_log("terminating leftovers", |_| true, CEILING);
+    assert_eq!(term["level"], "info", "{term}");
+    assert!(v.logs_with("forced kill").is_empty(), "{}", v.dump());
+    eprintln!(
+        "FIGURE drain_leftovers_get_term_at_once/{}: vigil gone {took:?} after SIGTERM \
+         (deadline 9 s)",
+        mode.name()
+    );
+}
+
+/// An app that puts a process in the background (a `setsid sleep`) and exits 0: a warn line
+/// counts what it left and says it may have daemonized; the leftover gets SIGTERM and vigil
+/// exits 0 at once.
+fn daemonized_app_is_named(mode: Mode) {
+    let mut v = vigil(&["--", "sh", "-c", "setsid sleep 100 & echo started; exit 0"]).start(mode);
+    let t0 = Instant::now();
+    let exit = v.wait_exit(CEILING);
+    assert_eq!(exit.code, 0, "{}", v.dump());
+    assert!(exit.at - t0 < secs(3.0), "took {:?}", exit.at - t0);
+    let warn = v.wait_for_log("terminating leftovers", |_| true, CEILING);
+    assert_eq!(warn["level"], "warn", "{warn}");
+    assert!(warn["count"].as_u64() >= Some(1), "{warn}");
+    let hint = warn["hint"].as_str().unwrap_or("");
+    for needle in ["daemonized", "daemon off;", "--daemonize no"] {
+        assert!(hint.contains(needle), "{hint}");
+    }
 }
