@@ -1,5 +1,7 @@
 //! The checker thread: runs the configured probe every `--probe-interval` and records the result
-//! in the shared status, which the health endpoints read.
+//! in the shared status, which the health endpoints read. It stops for good when a drain starts
+//! or the app exits: an app that is shutting down fails its probe by design (postgres logs a FATAL
+//! line for each one), and liveness must hold until it is gone.
 //!
 //! Exec probes are children of vigil, and only the supervisor reaps (a `Child::wait` here would
 //! race its `waitpid(-1)` and get ECHILD). So the checker registers the pid in `ProbeChildren`
@@ -133,18 +135,23 @@ impl Checker {
     fn run(self) {
         let kind = self.spec.kind();
         loop {
-            if self.status.get().app == App::Exited {
+            let status = self.status.get();
+            if status.app == App::Exited || status.draining {
                 return;
             }
             let started = Instant::now();
             let result = self.probe_once();
             let in_grace = Instant::now() < self.spawned_at + self.grace;
             let ok = result.is_ok();
-            let mut before = None;
+            let (mut before, mut draining) = (None, false);
             self.status.update(|s| {
                 before = s.probe.as_ref().and_then(|p| p.ok);
+                draining = s.draining;
                 s.record_probe(ok, in_grace);
             });
+            if draining {
+                return;
+            }
             match (&result, before) {
                 (Ok(detail), Some(false) | None) => log::info(
                     "probe passing",

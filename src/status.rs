@@ -101,10 +101,13 @@ impl Status {
             && self.probe.as_ref().is_none_or(|p| p.ok == Some(true))
     }
 
-    /// Records one probe result. `in_grace`: within `--startup-grace` of the spawn.
+    /// Records one probe result. `in_grace`: within `--startup-grace` of the spawn. A result
+    /// that arrives once a drain has started is dropped: an app that closes its listener as it
+    /// stops (nginx, postgres, gunicorn, a JVM) must not fail liveness mid-drain, or the platform
+    /// restarts it instead of letting it finish.
     pub fn record_probe(&mut self, ok: bool, in_grace: bool) {
         let ready_once = self.ready_once;
-        let Some(p) = self.probe.as_mut() else {
+        let Some(p) = self.probe.as_mut().filter(|_| !self.draining) else {
             return;
         };
         p.ok = Some(ok);
@@ -268,6 +271,23 @@ mod tests {
             s.record_probe(false, true);
         }
         assert!(!s.live());
+    }
+
+    #[test]
+    fn a_drain_freezes_the_probe() {
+        let mut s = running(Some("tcp"));
+        s.record_probe(true, false);
+        s.record_probe(false, false);
+        s.draining = true;
+        let before = s.probe.clone();
+        for _ in 0..5 {
+            s.record_probe(false, false);
+        }
+        assert_eq!(
+            s.probe, before,
+            "results after the drain started are dropped"
+        );
+        assert!(s.live() && !s.ready());
     }
 
     #[test]

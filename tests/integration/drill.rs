@@ -321,7 +321,7 @@ fn fail_ignored_term(mode: Mode) {
 }
 
 /// Seconds since the epoch of `2026-11-22T00:08:50.815Z`.
-fn rfc3339_secs(ts: &str) -> f64 {
+pub(crate) fn rfc3339_secs(ts: &str) -> f64 {
     let num = |a: usize, b: usize| -> i64 { ts[a..b].parse().expect("a number in ts") };
     let (y, m, d) = (num(0, 4), num(5, 7), num(8, 10));
     let (hh, mm) = (num(11, 13), num(14, 16));

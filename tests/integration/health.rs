@@ -32,19 +32,19 @@ both_modes!(
     abuse_does_not_hurt,
 );
 
-const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(crate) const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 const ANY4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 const ANY6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 
 /// An app that keeps its stderr to itself (so every stderr line is vigil's), prints `ready`, and
 /// exits 0 on SIGTERM after printing `TERM <wall clock>`.
-fn polite_app() -> String {
+pub(crate) fn polite_app() -> String {
     format!("exec 2>/dev/null; trap 'echo TERM $(date +%s.%N); exit 0' TERM; echo ready; {LOOP}")
 }
 
 /// The mode for tests where PID 1 and subreaper do not differ: PID 1 where this machine can.
-fn one_mode() -> Mode {
+pub(crate) fn one_mode() -> Mode {
     if can_unshare() {
         Mode::Pid1
     } else {
@@ -58,15 +58,15 @@ fn one_mode() -> Mode {
 /// One answer: status code, head as text, body as declared by `Content-Length` (nothing for
 /// `HEAD`), and whatever else came before the server closed.
 #[derive(Debug)]
-struct Resp {
-    code: u16,
-    head: String,
-    body: Vec<u8>,
+pub(crate) struct Resp {
+    pub(crate) code: u16,
+    pub(crate) head: String,
+    pub(crate) body: Vec<u8>,
     trailing: Vec<u8>,
 }
 
 impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.trim()
@@ -75,7 +75,7 @@ impl Resp {
         })
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("the body is not JSON ({e}): {self:?}"))
     }
@@ -90,7 +90,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// `METHOD PATH HTTP/1.1` with `Connection: close`; reads the whole answer.
-fn request(addr: SocketAddr, method: &str, path: &str, timeout: Duration) -> std::io::Result<Resp> {
+pub(crate) fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> std::io::Result<Resp> {
     let s = TcpStream::connect_timeout(&addr, timeout)?;
     exchange(s, addr, method, path, timeout)
 }
@@ -169,17 +174,22 @@ fn read_answer(s: &mut TcpStream, head_only: bool) -> std::io::Result<Resp> {
 }
 
 /// `request` that fails the test on an I/O error.
-fn req(addr: SocketAddr, method: &str, path: &str) -> Resp {
+pub(crate) fn req(addr: SocketAddr, method: &str, path: &str) -> Resp {
     request(addr, method, path, secs(3.0))
         .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
 }
 
-fn get(addr: SocketAddr, path: &str) -> Resp {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> Resp {
     req(addr, "GET", path)
 }
 
 /// Polls `GET path` until `pred` holds for an answer; returns that answer.
-fn wait_for_answer(addr: SocketAddr, path: &str, what: &str, pred: impl Fn(&Resp) -> bool) -> Resp {
+pub(crate) fn wait_for_answer(
+    addr: SocketAddr,
+    path: &str,
+    what: &str,
+    pred: impl Fn(&Resp) -> bool,
+) -> Resp {
     let mut last = None;
     let ok = poll_until(CEILING, || {
         let r = get(addr, path);
@@ -208,7 +218,7 @@ fn readiness_fails_at_once(addr: SocketAddr, t0: Instant, within: Duration) -> R
     failed.unwrap_or_else(|| panic!("/readyz did not fail within {within:?} of SIGTERM"))
 }
 
-fn body_of(r: &Resp) -> String {
+pub(crate) fn body_of(r: &Resp) -> String {
     String::from_utf8_lossy(&r.body).into_owned()
 }
 
@@ -236,7 +246,7 @@ fn assert_head(addr: SocketAddr, path: &str, code: u16) {
 // Starting vigil with a health listener
 
 /// A port that was free a moment ago on `ip`.
-fn free_port_on(ip: IpAddr) -> u16 {
+pub(crate) fn free_port_on(ip: IpAddr) -> u16 {
     let l = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind port 0");
     l.local_addr().expect("local addr").port()
 }
@@ -278,7 +288,7 @@ fn start_health_setup(
     panic!("no free port for the health listener after 5 tries");
 }
 
-fn at(ip: IpAddr, port: u16) -> SocketAddr {
+pub(crate) fn at(ip: IpAddr, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
@@ -291,15 +301,15 @@ fn ipv6_works() -> bool {
 // Probe targets inside the test
 
 /// A TCP port that accepts (and drops) every connection, counting them.
-struct TcpTarget {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
+pub(crate) struct TcpTarget {
+    pub(crate) addr: SocketAddr,
+    pub(crate) accepted: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl TcpTarget {
-    fn new() -> TcpTarget {
+    pub(crate) fn new() -> TcpTarget {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         l.set_nonblocking(true).expect("nonblocking");
         let addr = l.local_addr().expect("addr");
@@ -336,7 +346,7 @@ impl Drop for TcpTarget {
 
 /// How the test's HTTP server answers.
 #[derive(Clone, Copy)]
-enum Answer {
+pub(crate) enum Answer {
     Status(u16),
     /// Accepts, reads, never answers (holds the connection until the server stops).
     Silent,
@@ -347,15 +357,15 @@ enum Answer {
 }
 
 /// A tiny HTTP server that records each request head it gets.
-struct HttpServer {
-    addr: SocketAddr,
+pub(crate) struct HttpServer {
+    pub(crate) addr: SocketAddr,
     requests: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl HttpServer {
-    fn new(answer: Answer) -> HttpServer {
+    pub(crate) fn new(answer: Answer) -> HttpServer {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         l.set_nonblocking(true).expect("nonblocking");
         let addr = l.local_addr().expect("addr");
@@ -415,11 +425,11 @@ impl HttpServer {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.requests.lock().expect("requests").clone()
     }
 }
@@ -434,7 +444,7 @@ impl Drop for HttpServer {
 }
 
 /// The `probe` object of an answer's body.
-fn probe_of(r: &Resp) -> Value {
+pub(crate) fn probe_of(r: &Resp) -> Value {
     let v = r.json();
     assert!(v["probe"].is_object(), "no probe object: {}", body_of(r));
     v["probe"].clone()

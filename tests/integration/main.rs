@@ -39,6 +39,7 @@ mod drill;
 mod health;
 mod lockdown;
 mod output;
+mod probing;
 mod reaping;
 mod runc;
 mod security;

@@ -1,0 +1,137 @@
+//! Probes as operators need them (issue 12): liveness that holds through a drain while the app
+//! closes its listener, readiness that follows the app within the startup interval, word
+//! splitting for `--probe-exec`, and `--probe-header`.
+//!
+//! The apps here are `sh` with busybox `nc` as their listener, and probe scripts that append a
+//! line per run to a file, so the test counts probe attempts without asking vigil.
+
+use crate::drill::rfc3339_secs;
+use crate::health::{V4, at, free_port_on, request};
+use crate::util::{ANY_PORT, CEILING, LOOP, Mode, Scratch, poll_until, secs, vigil, wait_until};
+use nix::sys::signal::Signal;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+both_modes!(liveness_holds_through_a_drain);
+
+/// Writes an executable `#!/bin/sh` script into the scratch dir and returns its path.
+fn script(s: &Scratch, name: &str, body: &str) -> String {
+    let path = s.path(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    s.p(name)
+}
+
+/// The probe times (`date +%s.%N`) a probe script appended to `file`.
+fn probe_times(file: &str) -> Vec<f64> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// The health address of a vigil started with `--health-listen 127.0.0.1:0`.
+fn health_addr(v: &crate::util::Vigil) -> SocketAddr {
+    at(V4, v.health_port())
+}
+
+/// An app whose listener (busybox nc on `port`) closes on SIGTERM, as nginx, postgres and
+/// gunicorn close theirs when they stop, but which runs on for 3 s: `/livez` stays 200 the whole
+/// time, `/readyz` is 503, and no probe runs once the drain has started (each exec probe appends
+/// a line to a file). With `--probe-failures 1` a single probe in the drain would fail liveness.
+fn liveness_holds_through_a_drain(mode: Mode) {
+    let s = Scratch::new();
+    let port = free_port_on(V4);
+    let probes = s.p("probes");
+    let probe = script(
+        &s,
+        "probe",
+        &format!(
+            "date +%s.%N >> {probes}\nexec busybox nc 127.0.0.1 {port} </dev/null >/dev/null 2>&1"
+        ),
+    );
+    let app = format!(
+        "exec 2>/dev/null; busybox nc -ll -p {port} -e true & nc=$!; \
+         trap 'kill $nc; echo TERM; sleep 3; echo BYE; exit 0' TERM; echo ready; {LOOP}"
+    );
+    let mut v = vigil(&[
+        "--health-listen",
+        ANY_PORT,
+        "--probe-exec",
+        &probe,
+        "--probe-interval",
+        "0.2",
+        "--probe-failures",
+        "1",
+        "--startup-grace",
+        "0",
+        "--drain-timeout",
+        "6",
+        "--",
+        "sh",
+        "-c",
+        &app,
+    ])
+    .start(mode);
+    let addr = health_addr(&v);
+    wait_until("/readyz is 200", CEILING, || {
+        request(addr, "GET", "/readyz", secs(1.0)).is_ok_and(|r| r.code == 200)
+    });
+    wait_until("three probes ran", CEILING, || probe_times(&probes).len() >= 3);
+
+    let t0 = v.signal(Signal::SIGTERM);
+    let mut answers: Vec<(Duration, &str, u16)> = Vec::new();
+    let done = poll_until(CEILING, || {
+        for path in ["/livez", "/readyz"] {
+            if let Ok(r) = request(addr, "GET", path, secs(2.0)) {
+                answers.push((t0.elapsed(), path, r.code));
+            }
+        }
+        v.stdout().iter().any(|l| l == "BYE")
+    });
+    assert!(done, "the app did not finish its drain\n{}", v.dump());
+    let bye = t0.elapsed();
+    for (t, path, code) in &answers {
+        if *t + secs(0.05) < bye {
+            let want = if *path == "/livez" { 200 } else { 503 };
+            assert_eq!(*code, want, "{path} {t:?} into the drain\n{}", v.dump());
+        }
+    }
+    let late = answers
+        .iter()
+        .filter(|(t, p, _)| *p == "/livez" && *t >= secs(2.0) && *t + secs(0.05) < bye)
+        .count();
+    assert!(
+        late >= 5,
+        "too few /livez answers late in the drain ({late})"
+    );
+
+    // No probe started after the drain did. The log's clock has millisecond steps; a probe the
+    // checker started just before the drain may write its line a few ms after it.
+    let started = v.wait_for_log("drain started", |_| true, CEILING);
+    let drain_at = rfc3339_secs(started["ts"].as_str().expect("ts"));
+    let times = probe_times(&probes);
+    let after: Vec<f64> = times
+        .iter()
+        .map(|t| t - drain_at)
+        .filter(|d| *d > 0.05)
+        .collect();
+    assert!(
+        after.is_empty(),
+        "probes ran this long (s) into the drain: {after:?}"
+    );
+    let exit = v.wait_exit(CEILING);
+    assert_eq!(exit.code, 0, "{}", v.dump());
+    assert_eq!(
+        probe_times(&probes).len(),
+        times.len(),
+        "a probe ran at the end"
+    );
+    assert!(
+        v.logs_with("probe failing").is_empty(),
+        "a probe failed in the drain\n{}",
+        v.dump()
+    );
+}
