@@ -82,13 +82,15 @@ impl ProbeChildren {
     }
 }
 
+/// Exec probes start a process each: before the first pass they run no more often than this,
+/// whatever `--startup-interval` says.
+const EXEC_STARTUP_FLOOR: Duration = Duration::from_millis(500);
+
 /// What the checker needs, copied out of the configuration.
 pub struct Checker {
     pub spec: ProbeSpec,
-    pub interval: Duration,
     pub timeout: Duration,
-    pub grace: Duration,
-    pub spawned_at: Instant,
+    pub cadence: Cadence,
     pub status: Shared,
     pub children: ProbeChildren,
     /// Woken after every result (the drill waits for readiness).
@@ -103,12 +105,18 @@ impl Checker {
         children: ProbeChildren,
         waker: Option<Waker>,
     ) -> Checker {
+        let startup = match spec {
+            ProbeSpec::Exec { .. } => config.startup_interval.max(EXEC_STARTUP_FLOOR),
+            _ => config.startup_interval,
+        };
         Checker {
             spec,
-            interval: config.probe_interval,
             timeout: config.probe_timeout,
-            grace: config.startup_grace,
-            spawned_at: Instant::now(),
+            cadence: Cadence::new(
+                startup,
+                config.probe_interval,
+                Instant::now() + config.startup_grace,
+            ),
             status,
             children,
             waker,
@@ -132,7 +140,7 @@ impl Checker {
         }
     }
 
-    fn run(self) {
+    fn run(mut self) {
         let kind = self.spec.kind();
         loop {
             let status = self.status.get();
@@ -141,13 +149,15 @@ impl Checker {
             }
             let started = Instant::now();
             let result = self.probe_once();
-            let in_grace = Instant::now() < self.spawned_at + self.grace;
+            let now = Instant::now();
+            let in_grace = self.cadence.in_grace(now);
             let ok = result.is_ok();
+            let counted = self.cadence.record(ok, now);
             let (mut before, mut draining) = (None, false);
             self.status.update(|s| {
                 before = s.probe.as_ref().and_then(|p| p.ok);
                 draining = s.draining;
-                s.record_probe(ok, in_grace);
+                s.record_probe(ok, !counted);
             });
             if draining {
                 return;
@@ -174,7 +184,8 @@ impl Checker {
             if let Some(w) = &self.waker {
                 w.wake();
             }
-            std::thread::sleep((started + self.interval).saturating_duration_since(Instant::now()));
+            let next = self.cadence.next(started);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
     }
 
@@ -219,5 +230,122 @@ impl Checker {
                 Err("timed out".into())
             }
         }
+    }
+}
+
+/// When probes run, and which failures count against liveness: every `--startup-interval` until
+/// the first pass, so readiness follows an app within about that interval of it answering, then
+/// every `--probe-interval` (an idle vigil wakes only for those). Before the first pass, a failure
+/// outside the startup grace counts only if the last counted one is a probe interval old, so the
+/// faster start-up probing never fails liveness sooner than `--probe-failures` intervals would.
+#[derive(Debug, Clone)]
+pub struct Cadence {
+    startup: Duration,
+    interval: Duration,
+    grace_end: Instant,
+    passed: bool,
+    last_counted: Option<Instant>,
+}
+
+impl Cadence {
+    pub fn new(startup: Duration, interval: Duration, grace_end: Instant) -> Cadence {
+        Cadence {
+            startup: startup.min(interval),
+            interval,
+            grace_end,
+            passed: false,
+            last_counted: None,
+        }
+    }
+
+    pub fn in_grace(&self, now: Instant) -> bool {
+        now < self.grace_end
+    }
+
+    /// Records a result at `now`; true when a failure counts against liveness.
+    pub fn record(&mut self, ok: bool, now: Instant) -> bool {
+        if ok {
+            self.passed = true;
+        }
+        if ok || self.passed {
+            return true;
+        }
+        if self.in_grace(now) {
+            return false;
+        }
+        let due = self
+            .last_counted
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.interval);
+        if due {
+            self.last_counted = Some(now);
+        }
+        due
+    }
+
+    /// When the probe after one that started at `started` is due.
+    pub fn next(&self, started: Instant) -> Instant {
+        started
+            + if self.passed {
+                self.interval
+            } else {
+                self.startup
+            }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn startup_interval_until_the_first_pass() {
+        let t0 = Instant::now();
+        let mut c = Cadence::new(ms(100), ms(5000), t0 + ms(60_000));
+        assert_eq!(c.next(t0), t0 + ms(100));
+        assert!(!c.record(false, t0 + ms(100)), "in the grace");
+        assert_eq!(c.next(t0 + ms(100)), t0 + ms(200));
+        c.record(true, t0 + ms(200));
+        assert_eq!(
+            c.next(t0 + ms(200)),
+            t0 + ms(5200),
+            "then the probe interval"
+        );
+        c.record(false, t0 + ms(5200));
+        assert_eq!(
+            c.next(t0 + ms(5200)),
+            t0 + ms(10_200),
+            "a later failure changes nothing"
+        );
+    }
+
+    #[test]
+    fn startup_interval_is_never_slower_than_the_probe_interval() {
+        let t0 = Instant::now();
+        let c = Cadence::new(ms(100), ms(50), t0);
+        assert_eq!(c.next(t0), t0 + ms(50));
+    }
+
+    #[test]
+    fn failures_before_the_first_pass_count_once_an_interval() {
+        let t0 = Instant::now();
+        let mut c = Cadence::new(ms(100), ms(1000), t0);
+        let counted: Vec<u64> = (0..35)
+            .map(|i| i * 100)
+            .filter(|&at| c.record(false, t0 + ms(at)))
+            .collect();
+        assert_eq!(counted, [0, 1000, 2000, 3000]);
+    }
+
+    #[test]
+    fn after_a_pass_every_failure_counts() {
+        let t0 = Instant::now();
+        let mut c = Cadence::new(ms(100), ms(1000), t0 + ms(60_000));
+        assert!(c.record(true, t0));
+        assert!(c.record(false, t0 + ms(1000)), "even in the grace");
+        assert!(c.record(false, t0 + ms(2000)));
     }
 }

@@ -82,6 +82,11 @@ pub struct RunArgs {
     #[argh(option, arg_name = "SECS")]
     pub startup_grace: Option<String>,
 
+    /// until the first probe passes, probe this often instead of every --probe-interval (exec
+    /// probes no more often than every 0.5 s) [VIGIL_STARTUP_INTERVAL, default 0.1]
+    #[argh(option, arg_name = "SECS")]
+    pub startup_interval: Option<String>,
+
     /// format of vigil's own log lines on stderr: json or text [VIGIL_LOG_FORMAT, default json]
     #[argh(option, arg_name = "json|text")]
     pub log_format: Option<String>,
@@ -175,6 +180,7 @@ pub struct Config {
     pub probe_timeout: Duration,
     pub probe_failures: u32,
     pub startup_grace: Duration,
+    pub startup_interval: Duration,
     pub log_format: Format,
     pub log_level: Level,
     pub signals: SignalConfig,
@@ -361,6 +367,12 @@ impl Config {
             None => 3,
         };
         let startup_grace = secs("--startup-grace", args.startup_grace, "60", &[])?;
+        let startup_interval = secs(
+            "--startup-interval",
+            args.startup_interval,
+            "0.1",
+            &[NonZero],
+        )?;
 
         let log_format = match pick("--log-format", args.log_format) {
             Some((src, v)) => {
@@ -413,6 +425,7 @@ impl Config {
             probe_timeout,
             probe_failures,
             startup_grace,
+            startup_interval,
             log_format,
             log_level,
             signals,
@@ -516,6 +529,7 @@ mod tests {
         assert_eq!(c.probe_timeout, Duration::from_secs(1));
         assert_eq!(c.probe_failures, 3);
         assert_eq!(c.startup_grace, Duration::from_secs(60));
+        assert_eq!(c.startup_interval, Duration::from_millis(100));
         assert_eq!(c.log_format, Format::Json);
         assert_eq!(c.log_level, Level::Info);
         assert_eq!(c.signals, SignalConfig::default());
@@ -561,6 +575,7 @@ mod tests {
             ("VIGIL_PROBE_TIMEOUT", "0.5"),
             ("VIGIL_PROBE_FAILURES", "5"),
             ("VIGIL_STARTUP_GRACE", "0"),
+            ("VIGIL_STARTUP_INTERVAL", "0.25"),
             ("VIGIL_LOG_FORMAT", "text"),
             ("VIGIL_LOG_LEVEL", "debug"),
             ("VIGIL_STOP_SIGNAL", "SIGQUIT,INT@2"),
@@ -584,6 +599,7 @@ mod tests {
         assert_eq!(c.probe_timeout, Duration::from_millis(500));
         assert_eq!(c.probe_failures, 5);
         assert_eq!(c.startup_grace, Duration::ZERO);
+        assert_eq!(c.startup_interval, Duration::from_millis(250));
         assert_eq!(c.log_format, Format::Text);
         assert_eq!(c.log_level, Level::Debug);
         assert_eq!(c.signals.stop_signal.first, Sig::QUIT);
@@ -631,6 +647,10 @@ mod tests {
                 "--probe-interval \"0\": must be more than 0",
             ),
             (&["--probe-timeout", "0.0", "x"], "--probe-timeout"),
+            (
+                &["--startup-interval", "0", "x"],
+                "--startup-interval \"0\": must be more than 0",
+            ),
             (&["--probe-failures", "0", "x"], "--probe-failures \"0\""),
             (&["--probe-failures", "-3", "x"], "--probe-failures \"-3\""),
             (&["--log-format", "xml", "x"], "--log-format \"xml\""),

@@ -310,7 +310,11 @@ pub(crate) struct TcpTarget {
 
 impl TcpTarget {
     pub(crate) fn new() -> TcpTarget {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        TcpTarget::on(TcpListener::bind("127.0.0.1:0").expect("bind"))
+    }
+
+    /// Accepts on a listener the test made itself.
+    pub(crate) fn on(l: TcpListener) -> TcpTarget {
         l.set_nonblocking(true).expect("nonblocking");
         let addr = l.local_addr().expect("addr");
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -366,7 +370,11 @@ pub(crate) struct HttpServer {
 
 impl HttpServer {
     pub(crate) fn new(answer: Answer) -> HttpServer {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        HttpServer::on(TcpListener::bind("127.0.0.1:0").expect("bind"), answer)
+    }
+
+    /// Serves on a listener the test made itself.
+    pub(crate) fn on(l: TcpListener, answer: Answer) -> HttpServer {
         l.set_nonblocking(true).expect("nonblocking");
         let addr = l.local_addr().expect("addr");
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();

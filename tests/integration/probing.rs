@@ -6,12 +6,17 @@
 //! line per run to a file, so the test counts probe attempts without asking vigil.
 
 use crate::drill::rfc3339_secs;
-use crate::health::{V4, at, free_port_on, request};
-use crate::util::{ANY_PORT, CEILING, LOOP, Mode, Scratch, poll_until, secs, vigil, wait_until};
+use crate::health::{Answer, HttpServer, TcpTarget, V4, at, free_port_on, polite_app, request};
+use crate::util::{
+    ANY_PORT, CEILING, LOOP, Mode, Scratch, closed_port, poll_until, secs, sleep_until, vigil,
+    wait_until,
+};
 use nix::sys::signal::Signal;
-use std::net::SocketAddr;
+use nix::sys::socket::{Backlog, listen};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 both_modes!(liveness_holds_through_a_drain);
 
@@ -79,7 +84,9 @@ fn liveness_holds_through_a_drain(mode: Mode) {
     wait_until("/readyz is 200", CEILING, || {
         request(addr, "GET", "/readyz", secs(1.0)).is_ok_and(|r| r.code == 200)
     });
-    wait_until("three probes ran", CEILING, || probe_times(&probes).len() >= 3);
+    wait_until("three probes ran", CEILING, || {
+        probe_times(&probes).len() >= 3
+    });
 
     let t0 = v.signal(Signal::SIGTERM);
     let mut answers: Vec<(Duration, &str, u16)> = Vec::new();
@@ -134,4 +141,75 @@ fn liveness_holds_through_a_drain(mode: Mode) {
         "a probe failed in the drain\n{}",
         v.dump()
     );
+}
+
+/// A probe target that starts listening 1 s after the app was spawned (a socket bound from the
+/// start, `listen(2)`ed then): with the default 5 s probe interval, `/readyz` turns 200 within
+/// the 0.1 s startup interval of that (1 s allowed for a loaded machine; before the startup
+/// interval it took until the second probe, 4 s later). Once ready, probes are back to every
+/// 5 s: none runs in the next 1.5 s.
+#[test]
+fn readiness_follows_the_app_within_the_startup_interval() {
+    for kind in ["tcp", "http"] {
+        let (fd, port) = closed_port();
+        let target = match kind {
+            "tcp" => format!("127.0.0.1:{port}"),
+            _ => format!("http://127.0.0.1:{port}/ready"),
+        };
+        let app = polite_app();
+        let flag = format!("--probe-{kind}");
+        let v = vigil(&[
+            "--health-listen",
+            ANY_PORT,
+            &flag,
+            &target,
+            "--",
+            "sh",
+            "-c",
+            &app,
+        ])
+        .start(crate::health::one_mode());
+        let addr = health_addr(&v);
+        v.wait_for_log("app spawned", |_| true, CEILING);
+        sleep_until(Instant::now() + secs(1.0));
+        let early = request(addr, "GET", "/readyz", secs(1.0)).expect("an answer");
+        assert_eq!(early.code, 503, "{kind}: ready before the target listens");
+
+        listen(&fd, Backlog::new(64).expect("backlog")).expect("listen");
+        let listening = Instant::now();
+        let listener = TcpListener::from(fd);
+        let probes: Box<dyn Fn() -> usize> = match kind {
+            "tcp" => {
+                let t = TcpTarget::on(listener);
+                Box::new(move || t.accepted.load(Ordering::Relaxed))
+            }
+            _ => {
+                let h = HttpServer::on(listener, Answer::Status(200));
+                Box::new(move || h.requests().len())
+            }
+        };
+        let mut ready_at = None;
+        poll_until(CEILING, || {
+            let ok = request(addr, "GET", "/readyz", secs(1.0)).is_ok_and(|r| r.code == 200);
+            if ok {
+                ready_at = Some(Instant::now());
+            }
+            ok
+        });
+        let lag = ready_at.expect("/readyz turned 200") - listening;
+        assert!(
+            lag <= secs(1.0),
+            "{kind}: /readyz turned 200 {lag:?} after the target listened\n{}",
+            v.dump()
+        );
+        eprintln!("{kind}: /readyz 200 {lag:?} after the target listened");
+        let n = probes();
+        sleep_until(Instant::now() + secs(1.5));
+        assert_eq!(
+            probes(),
+            n,
+            "{kind}: probes ran faster than every 5 s once ready"
+        );
+        drop(v);
+    }
 }
