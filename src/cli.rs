@@ -5,6 +5,7 @@
 //! function so precedence (the flag wins over `VIGIL_*`) is unit-tested without touching the
 //! process environment.
 
+use crate::envvars;
 use crate::error::Error;
 use crate::log::{Format, Level};
 use crate::privileges::UserSpec;
@@ -18,7 +19,9 @@ use std::time::Duration;
 
 /// vigil: a tiny PID 1 for containers. It drops root, spawns COMMAND, reaps zombies, forwards
 /// signals, enforces the drain deadline on SIGTERM and serves health by probing the app.
-/// Every option can also be set with its VIGIL_* environment variable; the flag wins.
+/// Every option can also be set with its VIGIL_* environment variable; the flag wins, a probe
+/// flag replaces every VIGIL_PROBE_* kind, a repeatable flag replaces the variable's list, an
+/// empty value (flag or variable) means unset, and an unknown VIGIL_* name is logged as a warn.
 #[derive(FromArgs, Debug, Default)]
 #[argh(
     note = "Usage:\n  vigil [OPTIONS] -- COMMAND [ARGS...]\n  vigil probe TARGET [--timeout SECS]\n  vigil drill [OPTIONS] [--after SECS] -- COMMAND [ARGS...]\n\nIn a Dockerfile: ENTRYPOINT [\"/vigil\", \"--\"]",
@@ -238,6 +241,14 @@ fn run_args(name: &str, rest: &[&str]) -> Result<Option<RunArgs>, Error> {
     }
 }
 
+/// `vigil --help`, as argh prints it.
+pub fn run_help() -> String {
+    match RunArgs::from_args(&["vigil"], &["--help"]) {
+        Err(early) => early.output,
+        Ok(_) => String::new(),
+    }
+}
+
 fn parse_probe(rest: &[&str]) -> Result<Command, Error> {
     let args = match ProbeArgs::from_args(&["vigil probe"], rest) {
         Ok(args) => args,
@@ -270,10 +281,16 @@ impl Config {
         raw: &[OsString],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, Error> {
+        // A blank value is unset, given by flag or env; a flag given at all wins over its env
+        // var, so `--health-listen ''` means no server whatever VIGIL_HEALTH_LISTEN says.
+        let env = |name: &str| envvars::set(env(name));
+        let flag_only = |flag: &'static str, value: Option<String>| {
+            envvars::set(value).map(|v| (flag.to_string(), v))
+        };
         // Picks the flag's value or else the env var's, remembering which so errors name it.
         let pick = |flag: &'static str, value: Option<String>| -> Option<(String, String)> {
             match value {
-                Some(v) => Some((flag.to_string(), v)),
+                Some(_) => flag_only(flag, value),
                 None => {
                     let var = env_name(flag);
                     env(&var).map(|v| (var, v))
@@ -316,7 +333,7 @@ impl Config {
             None => None,
         };
 
-        let allow_setuid = args.allow_setuid || env_switch("VIGIL_ALLOW_SETUID", env)?;
+        let allow_setuid = args.allow_setuid || env_switch("VIGIL_ALLOW_SETUID", &env)?;
 
         let health_listen = match pick("--health-listen", args.health_listen) {
             Some((src, v)) => Some(v.parse::<SocketAddr>().map_err(|_| {
@@ -329,10 +346,20 @@ impl Config {
             None => None,
         };
 
+        // A probe flag of any kind replaces every probe kind the environment sets.
+        let probe_flag =
+            args.probe_tcp.is_some() || args.probe_http.is_some() || args.probe_exec.is_some();
+        let pick_probe = |flag, value| {
+            if probe_flag {
+                flag_only(flag, value)
+            } else {
+                pick(flag, value)
+            }
+        };
         let probes: Vec<(String, String, &str)> = [
-            (pick("--probe-tcp", args.probe_tcp), "tcp"),
-            (pick("--probe-http", args.probe_http), "http"),
-            (pick("--probe-exec", args.probe_exec), "exec"),
+            (pick_probe("--probe-tcp", args.probe_tcp), "tcp"),
+            (pick_probe("--probe-http", args.probe_http), "http"),
+            (pick_probe("--probe-exec", args.probe_exec), "exec"),
         ]
         .into_iter()
         .filter_map(|(p, kind)| p.map(|(src, v)| (src, v, kind)))
@@ -390,23 +417,24 @@ impl Config {
             pick("--drain-signals", args.drain_signals),
             &args.rewrite,
             args.single_child,
-            env,
+            &env,
             drain_timeout.saturating_sub(drain_delay),
         )?;
 
         let success_exit = if args.success_exit.is_empty() {
             match env("VIGIL_SUCCESS_EXIT") {
-                Some(list) if !list.trim().is_empty() => list
+                Some(list) => list
                     .split(',')
                     .map(|n| {
                         exit_code(n).map_err(|why| Error::bad("VIGIL_SUCCESS_EXIT", &list, why))
                     })
                     .collect::<Result<Vec<u8>, Error>>()?,
-                _ => Vec::new(),
+                None => Vec::new(),
             }
         } else {
             args.success_exit
                 .iter()
+                .filter(|n| !n.trim().is_empty())
                 .map(|n| exit_code(n).map_err(|why| Error::bad("--success-exit", n, why)))
                 .collect::<Result<Vec<u8>, Error>>()?
         };
@@ -633,7 +661,6 @@ mod tests {
             (&["--drain-timeout", "nan", "x"], "--drain-timeout \"nan\""),
             (&["--drain-timeout", "inf", "x"], "--drain-timeout \"inf\""),
             (&["--drain-timeout", "1e3", "x"], "--drain-timeout \"1e3\""),
-            (&["--drain-timeout", "", "x"], "--drain-timeout \"\""),
             (
                 &["--drain-delay", "9", "x"],
                 "--drain-delay \"9\": must be below --drain-timeout (9)",
@@ -661,14 +688,12 @@ mod tests {
                 &["--health-listen", "localhost", "x"],
                 "--health-listen \"localhost\"",
             ),
-            (&["--user", "", "x"], "--user \"\""),
             (&["--user", "a:", "x"], "--user \"a:\""),
             (&["--probe-tcp", "nohost", "x"], "--probe-tcp \"nohost\""),
             (
                 &["--probe-http", "https://x/", "x"],
                 "--probe-http \"https://x/\"",
             ),
-            (&["--probe-exec", "  ", "x"], "--probe-exec \"  \""),
         ];
         for (args, want) in cases {
             let got = err(args, &[]);
@@ -840,6 +865,100 @@ mod tests {
     }
 
     #[test]
+    fn blank_values_are_unset() {
+        let env = [
+            ("VIGIL_DRAIN_TIMEOUT", ""),
+            ("VIGIL_HEALTH_LISTEN", " "),
+            ("VIGIL_USER", ""),
+            ("VIGIL_PROBE_HTTP", ""),
+            ("VIGIL_SUCCESS_EXIT", ""),
+        ];
+        let c = run_with(&["x"], &env).unwrap();
+        assert_eq!(c.drain_timeout, Duration::from_secs(9));
+        assert!(c.health_listen.is_none() && c.user.is_none() && c.probe.is_none());
+        assert!(c.success_exit.is_empty());
+        // A blank flag is unset too, and still wins over its env var.
+        let env = [
+            ("VIGIL_HEALTH_LISTEN", "0.0.0.0:8086"),
+            ("VIGIL_DRAIN_TIMEOUT", "3"),
+            ("VIGIL_USER", "nobody"),
+        ];
+        let c = run_with(
+            &[
+                "--health-listen",
+                "",
+                "--drain-timeout",
+                "",
+                "--user",
+                "",
+                "x",
+            ],
+            &env,
+        )
+        .unwrap();
+        assert!(c.health_listen.is_none() && c.user.is_none());
+        assert_eq!(c.drain_timeout, Duration::from_secs(9));
+    }
+
+    #[test]
+    fn a_blank_env_probe_lets_another_kind_in() {
+        let env = [
+            ("VIGIL_PROBE_HTTP", ""),
+            ("VIGIL_PROBE_TCP", "127.0.0.1:5432"),
+        ];
+        let c = run_with(&["x"], &env).unwrap();
+        assert!(matches!(c.probe, Some(ProbeSpec::Tcp { port: 5432, .. })));
+    }
+
+    #[test]
+    fn a_probe_flag_replaces_every_env_probe() {
+        let env = [
+            ("VIGIL_PROBE_HTTP", "http://127.0.0.1:8080/"),
+            ("VIGIL_PROBE_EXEC", "/bin/check"),
+        ];
+        let c = run_with(&["--probe-tcp", "127.0.0.1:1", "x"], &env).unwrap();
+        assert!(matches!(c.probe, Some(ProbeSpec::Tcp { port: 1, .. })));
+        let c = run_with(&["--probe-exec", "", "x"], &env).unwrap();
+        assert!(
+            c.probe.is_none(),
+            "an empty probe flag switches every probe off"
+        );
+    }
+
+    #[test]
+    fn a_repeatable_flag_given_at_all_replaces_the_env_list() {
+        let env = [("VIGIL_SUCCESS_EXIT", "1,2")];
+        let c = run_with(&["--success-exit", "", "x"], &env).unwrap();
+        assert!(c.success_exit.is_empty());
+    }
+
+    #[test]
+    fn help_names_every_env_var() {
+        let help = run_help();
+        let known = envvars::known(&help);
+        for name in [
+            "VIGIL_USER",
+            "VIGIL_DRAIN_TIMEOUT",
+            "VIGIL_DRAIN_DELAY",
+            "VIGIL_HEALTH_LISTEN",
+            "VIGIL_PROBE_TCP",
+            "VIGIL_PROBE_HTTP",
+            "VIGIL_PROBE_EXEC",
+            "VIGIL_PROBE_INTERVAL",
+            "VIGIL_PROBE_TIMEOUT",
+            "VIGIL_PROBE_FAILURES",
+            "VIGIL_STARTUP_GRACE",
+            "VIGIL_STARTUP_INTERVAL",
+            "VIGIL_LOG_FORMAT",
+            "VIGIL_LOG_LEVEL",
+            "VIGIL_STOP_SIGNAL",
+            "VIGIL_SUCCESS_EXIT",
+        ] {
+            assert!(known.contains(&name), "{name} not in --help: {known:?}");
+        }
+    }
+
+    #[test]
     fn two_probe_kinds_are_refused() {
         let e = err(
             &["--probe-tcp", "127.0.0.1:1", "--probe-exec", "true", "x"],
@@ -850,8 +969,11 @@ mod tests {
             "{e}"
         );
         let e = err(
-            &["--probe-http", "http://a/", "x"],
-            &[("VIGIL_PROBE_TCP", "a:1")],
+            &["x"],
+            &[
+                ("VIGIL_PROBE_HTTP", "http://a/"),
+                ("VIGIL_PROBE_TCP", "a:1"),
+            ],
         );
         assert!(e.contains("only one probe kind"), "{e}");
     }

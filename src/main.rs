@@ -5,6 +5,7 @@ mod checker;
 mod cli;
 mod drain;
 mod drill;
+mod envvars;
 mod error;
 mod health;
 mod lockdown;

@@ -7,6 +7,8 @@
 
 #[path = "../../src/cli.rs"]
 pub mod cli;
+#[path = "../../src/envvars.rs"]
+pub mod envvars;
 #[path = "../../src/error.rs"]
 pub mod error;
 #[path = "../../src/health.rs"]

@@ -2,9 +2,10 @@
 
 use super::{Mode, Supervisor};
 use crate::checker::{Checker, ProbeChildren};
-use crate::cli::Config;
+use crate::cli::{self, Config};
 use crate::drain::Drain;
 use crate::drill::Drill;
+use crate::envvars;
 use crate::error::{Error, Warning};
 use crate::health;
 use crate::log;
@@ -54,6 +55,7 @@ impl Supervisor {
             announce_drop(spec, c, dropped);
         }
         warn_if_root();
+        envvars::warn_unknown(cli::run_help);
         if let Some(listener) = listener {
             health::start(listener, status.clone())?;
         }

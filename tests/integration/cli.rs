@@ -226,3 +226,151 @@ fn arguments_after_dashes_are_the_apps() {
     assert_eq!(code, 0, "{err:#?}");
     assert_eq!(out, vec!["[--help][a b][--drain-timeout]".to_string()]);
 }
+
+/// vigil with `env` and `args`, whose app touches a marker and exits 0; asserts it ran and
+/// returns vigil's stderr.
+fn runs_with_env(env: &[(&str, &str)], args: &[&str]) -> Vec<String> {
+    let s = Scratch::new();
+    let script = format!("touch {}", s.p("started"));
+    let mut all = args.to_vec();
+    all.extend(["--", "sh", "-c", &script]);
+    let mut b = vigil(&all);
+    for (k, v) in env {
+        b = b.env(k, v);
+    }
+    let (code, _, err) = run(b, Mode::Subreaper);
+    assert_eq!(code, 0, "{env:?} {args:?}: {err:#?}");
+    assert!(s.path("started").exists(), "{env:?} {args:?}: no app");
+    err
+}
+
+fn json_lines(err: &[String]) -> Vec<serde_json::Value> {
+    err.iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// An empty `VIGIL_*` value is unset, so a deployment can switch off what an image set:
+/// `VIGIL_HEALTH_LISTEN=` runs without a server (it used to exit 2), and so do empty values of
+/// every other variable.
+#[test]
+fn empty_env_values_are_unset() {
+    let env = [
+        ("VIGIL_HEALTH_LISTEN", ""),
+        ("VIGIL_PROBE_HTTP", ""),
+        ("VIGIL_DRAIN_TIMEOUT", ""),
+        ("VIGIL_USER", ""),
+        ("VIGIL_STOP_SIGNAL", ""),
+        ("VIGIL_SUCCESS_EXIT", ""),
+        ("VIGIL_LOG_LEVEL", ""),
+    ];
+    let err = runs_with_env(&env, &[]);
+    let logs = json_lines(&err);
+    assert!(
+        !logs.iter().any(|l| l["msg"] == "health listening"),
+        "{err:#?}"
+    );
+    assert!(logs.iter().any(|l| l["msg"] == "app spawned"), "{err:#?}");
+    // An empty flag is unset too, and still wins over its variable.
+    let err = runs_with_env(
+        &[("VIGIL_HEALTH_LISTEN", "notanaddr")],
+        &["--health-listen", ""],
+    );
+    assert!(
+        !json_lines(&err)
+            .iter()
+            .any(|l| l["msg"] == "health listening"),
+        "{err:#?}"
+    );
+}
+
+/// The probe kind of a running vigil, from its `/readyz` body.
+fn probe_kind(env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut all = vec!["--health-listen", ANY_PORT];
+    all.extend_from_slice(args);
+    all.extend(["--", "sh", "-c", crate::util::LOOP]);
+    let mut b = vigil(&all);
+    for (k, v) in env {
+        b = b.env(k, v);
+    }
+    let v = b.start(Mode::Subreaper);
+    let addr = crate::health::at(crate::health::V4, v.health_port());
+    let r = crate::health::get(addr, "/readyz");
+    crate::health::probe_of(&r)["kind"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no probe kind: {r:?}"))
+        .to_string()
+}
+
+/// `VIGIL_PROBE_HTTP=` with `VIGIL_PROBE_TCP=...` switches kinds; a probe flag of one kind
+/// replaces every probe kind from the environment (both used to exit 2: two kinds).
+#[test]
+fn deployments_switch_probe_kinds() {
+    let image = ("VIGIL_PROBE_HTTP", "http://127.0.0.1:8080/ping");
+    let kind = probe_kind(
+        &[
+            ("VIGIL_PROBE_HTTP", ""),
+            ("VIGIL_PROBE_TCP", "127.0.0.1:5432"),
+        ],
+        &[],
+    );
+    assert_eq!(kind, "tcp");
+    let kind = probe_kind(&[image], &["--probe-exec", "true"]);
+    assert_eq!(kind, "exec");
+    let kind = probe_kind(
+        &[image, ("VIGIL_PROBE_EXEC", "/bin/false")],
+        &["--probe-tcp", "127.0.0.1:5432"],
+    );
+    assert_eq!(kind, "tcp");
+}
+
+/// A repeatable flag given at all replaces its variable's list.
+#[test]
+fn repeatable_flag_replaces_env_list() {
+    let cases: &[(&[&str], &str, i32)] = &[
+        (&[], "3", 0),
+        (&["--success-exit", "4"], "3", 3),
+        (&["--success-exit", "4"], "4", 0),
+        (&["--success-exit", ""], "3", 3),
+    ];
+    for &(flags, exit, want) in cases {
+        let mut args = flags.to_vec();
+        let script = format!("exit {exit}");
+        args.extend(["--", "sh", "-c", &script]);
+        let b = vigil(&args).env("VIGIL_SUCCESS_EXIT", "3");
+        let (code, _, err) = run(b, Mode::Subreaper);
+        assert_eq!(code, want, "{flags:?}, app exits {exit}: {err:#?}");
+    }
+}
+
+/// An unknown `VIGIL_*` name is one warn line at start-up, naming it (and the known name it is
+/// likely a misspelling of), never an error; known names give no such line.
+#[test]
+fn unknown_env_names_warn() {
+    let err = runs_with_env(
+        &[
+            ("VIGIL_DRAIN_TIMEOUTT", "3"),
+            ("VIGIL_FROM_THE_FUTURE", "1"),
+            ("VIGIL_DRAIN_TIMEOUT", "4"),
+        ],
+        &[],
+    );
+    let warns: Vec<serde_json::Value> = json_lines(&err)
+        .into_iter()
+        .filter(|l| l["msg"] == "unknown VIGIL_* variable ignored")
+        .collect();
+    assert_eq!(warns.len(), 2, "{err:#?}");
+    assert!(warns.iter().all(|w| w["level"] == "warn"), "{warns:?}");
+    assert_eq!(warns[0]["name"], "VIGIL_DRAIN_TIMEOUTT", "{warns:?}");
+    assert_eq!(warns[0]["did_you_mean"], "VIGIL_DRAIN_TIMEOUT", "{warns:?}");
+    assert_eq!(warns[1]["name"], "VIGIL_FROM_THE_FUTURE", "{warns:?}");
+    assert!(warns[1].get("did_you_mean").is_none(), "{warns:?}");
+    let err = runs_with_env(
+        &[("VIGIL_DRAIN_TIMEOUT", "4"), ("VIGIL_LOG_LEVEL", "info")],
+        &[],
+    );
+    assert!(
+        !err.iter().any(|l| l.contains("unknown VIGIL_")),
+        "{err:#?}"
+    );
+}
