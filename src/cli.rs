@@ -63,8 +63,8 @@ pub struct RunArgs {
     #[argh(option, arg_name = "URL")]
     pub probe_http: Option<String>,
 
-    /// the app is healthy when CMD (split on whitespace, no shell) exits 0; runs as the dropped
-    /// user [VIGIL_PROBE_EXEC]
+    /// the app is healthy when CMD exits 0; CMD is split into words as a POSIX shell would
+    /// (quotes, backslash) but no shell runs; runs as the dropped user [VIGIL_PROBE_EXEC]
     #[argh(option, arg_name = "CMD")]
     pub probe_exec: Option<String>,
 

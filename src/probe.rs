@@ -52,13 +52,7 @@ impl ProbeSpec {
                 Ok(ProbeSpec::Tcp { host, port })
             }
             "http" => parse_http(value).map(ProbeSpec::Http),
-            "exec" => {
-                let argv: Vec<String> = value.split_whitespace().map(str::to_string).collect();
-                if argv.is_empty() {
-                    return Err("expected a command, e.g. \"/app/check --quick\"".into());
-                }
-                Ok(ProbeSpec::Exec { argv })
-            }
+            "exec" => split_command(value).map(|argv| ProbeSpec::Exec { argv }),
             _ => Err(format!("unknown probe kind {kind}")),
         }
     }
@@ -76,6 +70,19 @@ impl ProbeSpec {
             Err(bad("expected http://HOST:PORT/PATH or tcp://HOST:PORT"))
         }
     }
+}
+
+/// Splits a command line into words as a POSIX shell would (single and double quotes, backslash,
+/// a `#` comment), but no shell runs: no variables, globs, pipes or redirections.
+/// `pg_isready -d "my db"` is three words. The shlex crate does the splitting; it is tested
+/// against bash, dash, busybox ash and Python's shlex.
+pub fn split_command(value: &str) -> Result<Vec<String>, String> {
+    let argv = shlex::split(value)
+        .ok_or("unbalanced quotes or a backslash at the end (no shell runs: quote as for sh)")?;
+    if argv.is_empty() {
+        return Err("expected a command, e.g. \"/app/check --quick\"".into());
+    }
+    Ok(argv)
 }
 
 /// Runs a tcp or http check once. `Ok` carries a detail for the log, `Err` the reason.
@@ -370,6 +377,36 @@ mod tests {
             }
         );
         assert!(ProbeSpec::parse("exec", " \t").is_err());
+    }
+
+    #[test]
+    fn exec_commands_split_as_a_shell_would() {
+        let words = |s: &str| split_command(s).unwrap();
+        assert_eq!(
+            words(r#"pg_isready -d "my db""#),
+            ["pg_isready", "-d", "my db"]
+        );
+        assert_eq!(
+            words("sh -c 'test -e /tmp/x && echo $HOME'"),
+            ["sh", "-c", "test -e /tmp/x && echo $HOME"]
+        );
+        assert_eq!(words(r"a\ b c\\d"), ["a b", "c\\d"]);
+        assert_eq!(words(r#""a \"q\" $x" ''"#), [r#"a "q" $x"#, ""]);
+        assert_eq!(words("check --id=1 # a comment"), ["check", "--id=1"]);
+        assert_eq!(
+            words("redis-cli ping | grep PONG"),
+            ["redis-cli", "ping", "|", "grep", "PONG"]
+        );
+        for bad in [
+            "check 'open",
+            "check \"open",
+            "check \\",
+            "",
+            "  ",
+            "# only a comment",
+        ] {
+            assert!(split_command(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

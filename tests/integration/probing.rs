@@ -213,3 +213,42 @@ fn readiness_follows_the_app_within_the_startup_interval() {
         drop(v);
     }
 }
+
+/// `--probe-exec` splits words as a shell would, with no shell run: a quoted path with a space
+/// is one word (split on blanks, `test` got four arguments and failed), and `$HOME` stays as
+/// written. The probe passes only while the file exists.
+#[test]
+fn exec_probe_words_are_split_as_a_shell_would() {
+    let s = Scratch::new();
+    let marker = s.p("ready file");
+    std::fs::write(&marker, "").expect("marker");
+    let dollar = s.p("$HOME");
+    std::fs::write(&dollar, "").expect("marker");
+    for (probe, want) in [
+        (format!("test -e '{marker}'"), 200),
+        (format!("test -e \"{marker}\""), 200),
+        (format!("test -e {}", marker.replace(' ', "\\ ")), 200),
+        (format!("test -e '{dollar}'"), 200),
+        (format!("test -e '{marker}x'"), 503),
+    ] {
+        let app = crate::health::polite_app();
+        let v = vigil(&[
+            "--health-listen",
+            ANY_PORT,
+            "--probe-exec",
+            &probe,
+            "--probe-interval",
+            "0.1",
+            "--",
+            "sh",
+            "-c",
+            &app,
+        ])
+        .start(crate::health::one_mode());
+        let addr = health_addr(&v);
+        let r = crate::health::wait_for_answer(addr, "/readyz", "a probe result", |r| {
+            crate::health::probe_of(r)["ok"].is_boolean()
+        });
+        assert_eq!(r.code, want, "{probe}\n{}", v.dump());
+    }
+}
