@@ -9,7 +9,7 @@ use crate::envvars;
 use crate::error::Error;
 use crate::log::{Format, Level};
 use crate::privileges::UserSpec;
-use crate::probe::ProbeSpec;
+use crate::probe::{self, ProbeSpec};
 use crate::sigflags::SignalConfig;
 use argh::FromArgs;
 use std::ffi::OsString;
@@ -67,6 +67,12 @@ pub struct RunArgs {
     /// (quotes, backslash) but no shell runs; runs as the dropped user [VIGIL_PROBE_EXEC]
     #[argh(option, arg_name = "CMD")]
     pub probe_exec: Option<String>,
+
+    /// an extra request header for --probe-http, e.g. 'Host: app.example.com' or
+    /// 'Authorization: Bearer TOKEN'; repeatable, replaces the env list
+    /// [VIGIL_PROBE_HEADERS, one header a line]
+    #[argh(option, arg_name = "'NAME: VALUE'")]
+    pub probe_header: Vec<String>,
 
     /// seconds between probes [VIGIL_PROBE_INTERVAL, default 5]
     #[argh(option, arg_name = "SECS")]
@@ -364,7 +370,7 @@ impl Config {
         .into_iter()
         .filter_map(|(p, kind)| p.map(|(src, v)| (src, v, kind)))
         .collect();
-        let probe = match probes.as_slice() {
+        let mut probe = match probes.as_slice() {
             [] => None,
             [(src, v, kind)] => {
                 Some(ProbeSpec::parse(kind, v).map_err(|why| Error::bad(src, v, why))?)
@@ -378,6 +384,7 @@ impl Config {
             }
         };
 
+        probe_headers(args.probe_header, env("VIGIL_PROBE_HEADERS"), &mut probe)?;
         let probe_interval = secs("--probe-interval", args.probe_interval, "5", &[NonZero])?;
         let probe_timeout = secs("--probe-timeout", args.probe_timeout, "1", &[NonZero])?;
         let probe_failures = match pick("--probe-failures", args.probe_failures) {
@@ -461,6 +468,41 @@ impl Config {
             command,
         })
     }
+}
+
+/// Adds `--probe-header`s (or, without one, `VIGIL_PROBE_HEADERS`, one a line) to an http probe.
+/// A header flag without an http probe is a mistake; the variable without one is ignored, as a
+/// deployment that switched an image's http probe to another kind leaves the image's headers.
+fn probe_headers(
+    flags: Vec<String>,
+    var: Option<String>,
+    probe: &mut Option<ProbeSpec>,
+) -> Result<(), Error> {
+    let (src, lines): (&str, Vec<String>) = if flags.is_empty() {
+        let var = var.unwrap_or_default();
+        (
+            "VIGIL_PROBE_HEADERS",
+            var.lines().map(str::to_string).collect(),
+        )
+    } else {
+        ("--probe-header", flags)
+    };
+    let lines: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
+    let target = match probe {
+        Some(ProbeSpec::Http(t)) => t,
+        _ if lines.is_empty() || src != "--probe-header" => return Ok(()),
+        _ => return Err(Error::bad(src, lines[0], "needs --probe-http")),
+    };
+    for line in lines {
+        // The value may be a credential: an error shows the header's name only.
+        let shown = match line.split_once(':') {
+            Some((name, _)) => format!("{}: ...", name.trim()),
+            None => "...".to_string(),
+        };
+        let header = probe::parse_header(line).map_err(|why| Error::bad(src, &shown, why))?;
+        target.headers.push(header);
+    }
+    Ok(())
 }
 
 /// `--drain-timeout` -> `VIGIL_DRAIN_TIMEOUT`.
@@ -956,6 +998,52 @@ mod tests {
         ] {
             assert!(known.contains(&name), "{name} not in --help: {known:?}");
         }
+    }
+
+    #[test]
+    fn probe_headers_from_flags_or_env() {
+        let headers = |c: Config| match c.probe {
+            Some(ProbeSpec::Http(t)) => t.headers,
+            other => panic!("{other:?}"),
+        };
+        let http = ["--probe-http", "http://127.0.0.1:8080/"];
+        let env = [("VIGIL_PROBE_HEADERS", "Host: a.example\n\nX-Key: 1\r\n")];
+        let c = run_with(&[&http[..], &["x"]].concat(), &env).unwrap();
+        assert_eq!(
+            headers(c),
+            [
+                ("Host".into(), "a.example".into()),
+                ("X-Key".into(), "1".into())
+            ]
+        );
+        let args = [&http[..], &["--probe-header", "Host: b", "x"]].concat();
+        let c = run_with(&args, &env).unwrap();
+        assert_eq!(
+            headers(c),
+            [("Host".into(), "b".into())],
+            "flags replace the list"
+        );
+        let args = [&http[..], &["--probe-header", "", "x"]].concat();
+        assert!(headers(run_with(&args, &env).unwrap()).is_empty());
+        // Without an http probe: a flag is a mistake, the variable is ignored.
+        let e = err(&["--probe-header", "Host: b", "x"], &[]);
+        assert!(e.contains("needs --probe-http"), "{e}");
+        let c = run_with(&["--probe-tcp", "127.0.0.1:1", "x"], &env).unwrap();
+        assert!(matches!(c.probe, Some(ProbeSpec::Tcp { .. })));
+        // A bad header names itself, never its value.
+        let args = [
+            &http[..],
+            &["--probe-header", "Authorization Bearer s3cret", "x"],
+        ]
+        .concat();
+        let e = err(&args, &[]);
+        assert!(e.contains("--probe-header") && !e.contains("s3cret"), "{e}");
+        let args = [&http[..], &["x"]].concat();
+        let e = err(&args, &[("VIGIL_PROBE_HEADERS", "X-Key: s3\u{1}cret")]);
+        assert!(
+            e.contains("VIGIL_PROBE_HEADERS") && !e.contains("s3"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -32,6 +32,33 @@ pub struct HttpTarget {
     pub path: String,
     /// The `Host` header: host (bracketed for IPv6) plus `:port` unless it is 80.
     pub host_header: String,
+    /// `--probe-header`s, as (name, value); one named `Host`, `User-Agent` or `Accept` replaces
+    /// vigil's own.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Headers vigil sets itself on every probe request; a `--probe-header` cannot set them.
+const OWN_HEADERS: [&str; 3] = ["connection", "content-length", "transfer-encoding"];
+
+/// Parses a `--probe-header 'Name: value'`. The error never repeats the value: it may be a
+/// credential.
+pub fn parse_header(line: &str) -> Result<(String, String), String> {
+    let (name, value) = line
+        .split_once(':')
+        .ok_or("expected 'Name: value', e.g. 'Host: app.example.com'")?;
+    let name = name.trim();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err("expected 'Name: value' with a header name of letters, digits and -".into());
+    }
+    if OWN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!("vigil sets {name} itself"));
+    }
+    let value = value.trim();
+    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        return Err(format!("the value of {name} holds a control character"));
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 impl ProbeSpec {
@@ -130,12 +157,7 @@ fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, String
 /// `GET` the target and return the status code.
 fn http_get(t: &HttpTarget, deadline: Instant) -> Result<u16, String> {
     let mut stream = connect(&t.host, t.port, deadline)?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: vigil/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        t.path,
-        t.host_header,
-        env!("CARGO_PKG_VERSION")
-    );
+    let request = request(t);
     stream
         .set_write_timeout(Some(left(deadline)?))
         .and_then(|_| stream.write_all(request.as_bytes()))
@@ -159,6 +181,27 @@ fn http_get(t: &HttpTarget, deadline: Instant) -> Result<u16, String> {
             Err(e) => return Err(io_reason("read", &e)),
         }
     }
+}
+
+/// The probe's request: vigil's own headers unless a `--probe-header` of the same name replaces
+/// them, then the rest of the `--probe-header`s in their order.
+fn request(t: &HttpTarget) -> String {
+    let agent = format!("vigil/{}", env!("CARGO_PKG_VERSION"));
+    let mut out = format!("GET {} HTTP/1.1\r\n", t.path);
+    for (name, default) in [
+        ("Host", t.host_header.as_str()),
+        ("User-Agent", agent.as_str()),
+        ("Accept", "*/*"),
+    ] {
+        if !t.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            out.push_str(&format!("{name}: {default}\r\n"));
+        }
+    }
+    for (name, value) in &t.headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out
 }
 
 fn io_reason(op: &str, e: &std::io::Error) -> String {
@@ -277,6 +320,7 @@ fn parse_http(url: &str) -> Result<HttpTarget, String> {
         port,
         path,
         host_header,
+        headers: Vec::new(),
     })
 }
 
@@ -407,6 +451,54 @@ mod tests {
         ] {
             assert!(split_command(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(
+            parse_header("Host: app.example.com"),
+            Ok(("Host".into(), "app.example.com".into()))
+        );
+        assert_eq!(
+            parse_header(" Authorization :Bearer a:b \t"),
+            Ok(("Authorization".into(), "Bearer a:b".into()))
+        );
+        assert_eq!(
+            parse_header("X-Empty:"),
+            Ok(("X-Empty".into(), String::new()))
+        );
+        for bad in [
+            "NoColon",
+            ": value",
+            "Bad Name: x",
+            "X: a\r\nInjected: 1",
+            "X: \u{7f}",
+            "Connection: keep-alive",
+            "content-length: 3",
+        ] {
+            let e = parse_header(bad).unwrap_err();
+            assert!(!e.contains("secret"), "{e}");
+        }
+        let e = parse_header("X-Token: sec\u{1}ret").unwrap_err();
+        assert!(!e.contains("sec") && e.contains("X-Token"), "{e}");
+    }
+
+    #[test]
+    fn requests_with_headers() {
+        let mut t = http("http://127.0.0.1:8080/ready");
+        let plain = request(&t);
+        assert!(plain.starts_with("GET /ready HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"));
+        assert!(plain.ends_with("Accept: */*\r\nConnection: close\r\n\r\n"));
+        t.headers = vec![
+            ("host".into(), "app.example.com".into()),
+            ("Authorization".into(), "Bearer x".into()),
+        ];
+        let r = request(&t);
+        assert!(!r.contains("Host: 127.0.0.1"), "{r}");
+        assert!(r.contains("\r\nhost: app.example.com\r\n"), "{r}");
+        assert!(r.contains("\r\nAuthorization: Bearer x\r\n"), "{r}");
+        assert!(r.contains("\r\nUser-Agent: vigil/"), "{r}");
+        assert_eq!(r.matches("\r\n\r\n").count(), 1, "{r}");
     }
 
     #[test]

@@ -131,6 +131,10 @@ fn bad_flags_exit_2() {
         case(&["--probe-interval", "abc"], &["--probe-interval", "abc"]),
         case(&["--probe-failures", "abc"], &["--probe-failures", "abc"]),
         case(&["--startup-grace", "abc"], &["--startup-grace", "abc"]),
+        case(
+            &["--probe-header", "Host: x"],
+            &["--probe-header", "--probe-http"],
+        ),
     ];
     let failures = check_errors(&cases);
     drop(held);

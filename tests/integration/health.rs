@@ -352,6 +352,9 @@ impl Drop for TcpTarget {
 #[derive(Clone, Copy)]
 pub(crate) enum Answer {
     Status(u16),
+    /// 200 when the request head has each of these header lines (exactly, after a CRLF), 401
+    /// when it does not.
+    Requires(&'static [&'static str]),
     /// Accepts, reads, never answers (holds the connection until the server stops).
     Silent,
     /// Answers one byte every 50 ms, forever (the status line never ends).
@@ -406,6 +409,15 @@ impl HttpServer {
                         let _ = write!(
                             s,
                             "HTTP/1.1 {code} Test\r\nLocation: /elsewhere\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                        );
+                    }
+                    Answer::Requires(lines) => {
+                        let head = String::from_utf8_lossy(&buf);
+                        let all = lines.iter().all(|l| head.contains(&format!("\r\n{l}\r\n")));
+                        let code = if all { 200 } else { 401 };
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 {code} Test\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
                         );
                     }
                     Answer::Silent => held.push(s),

@@ -252,3 +252,55 @@ fn exec_probe_words_are_split_as_a_shell_would() {
         assert_eq!(r.code, want, "{probe}\n{}", v.dump());
     }
 }
+
+/// An app behind a virtual host that wants a token: it answers 200 only with the right `Host`
+/// and `Authorization` headers. `--probe-header` (or `VIGIL_PROBE_HEADERS`, one a line) passes;
+/// without them, or with a wrong one, the probe fails (401).
+#[test]
+fn probe_headers_reach_the_app() {
+    const WANT: &[&str] = &["Host: app.example.com", "Authorization: Bearer t0ken"];
+    let server = HttpServer::new(Answer::Requires(WANT));
+    let url = server.url("/ready");
+    let both = ["--probe-header", WANT[0], "--probe-header", WANT[1]];
+    let cases: [(&[&str], Option<&str>, u16); 5] = [
+        (&both, None, 200),
+        (
+            &[],
+            Some("Host: app.example.com\nAuthorization: Bearer t0ken\n"),
+            200,
+        ),
+        (&[], None, 503),
+        (&["--probe-header", WANT[0]], None, 503),
+        (
+            &["--probe-header", "Host: app.example.com"],
+            Some(WANT[1]),
+            503,
+        ),
+    ];
+    for (flags, var, want) in cases {
+        let app = crate::health::polite_app();
+        let mut args = vec!["--health-listen", ANY_PORT, "--probe-http", &url];
+        args.extend_from_slice(flags);
+        args.extend(["--probe-interval", "0.1", "--", "sh", "-c", &app]);
+        let mut b = vigil(&args);
+        if let Some(var) = var {
+            b = b.env("VIGIL_PROBE_HEADERS", var);
+        }
+        let v = b.start(crate::health::one_mode());
+        let addr = health_addr(&v);
+        let r = crate::health::wait_for_answer(addr, "/readyz", "a probe result", |r| {
+            crate::health::probe_of(r)["ok"].is_boolean()
+        });
+        assert_eq!(r.code, want, "{flags:?} {var:?}\n{}", v.dump());
+    }
+    let seen = server.requests();
+    assert!(
+        seen.iter()
+            .any(|r| r.contains("\r\nHost: app.example.com\r\n")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|r| r.matches("\r\nHost: ").count() == 1),
+        "one Host header each: {seen:?}"
+    );
+}
