@@ -7,6 +7,7 @@ mod drain;
 mod drill;
 mod envvars;
 mod error;
+mod flags;
 mod health;
 mod lockdown;
 mod log;

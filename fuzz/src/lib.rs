@@ -11,6 +11,8 @@ pub mod cli;
 pub mod envvars;
 #[path = "../../src/error.rs"]
 pub mod error;
+#[path = "../../src/flags.rs"]
+pub mod flags;
 #[path = "../../src/health.rs"]
 pub mod health;
 #[path = "../../src/lockdown.rs"]

@@ -29,6 +29,8 @@ mod cli;
 mod envvars;
 #[path = "../../src/error.rs"]
 mod error;
+#[path = "../../src/flags.rs"]
+mod flags;
 #[path = "../../src/health.rs"]
 mod health;
 #[path = "../../src/lockdown.rs"]
