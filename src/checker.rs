@@ -10,6 +10,7 @@
 
 use crate::cli::Config;
 use crate::log;
+use crate::metrics::{self, Outcome};
 use crate::probe::{self, ProbeSpec};
 use crate::reaper;
 use crate::signals::Waker;
@@ -149,6 +150,7 @@ impl Checker {
             }
             let started = Instant::now();
             let result = self.probe_once();
+            metrics::probed(outcome(&result), started.elapsed());
             let now = Instant::now();
             let in_grace = self.cadence.in_grace(now);
             let ok = result.is_ok();
@@ -227,9 +229,18 @@ impl Checker {
                 {
                     self.children.forget(pid);
                 }
-                Err("timed out".into())
+                Err(probe::TIMED_OUT.into())
             }
         }
+    }
+}
+
+/// How a probe's result counts in `/metrics`.
+fn outcome(result: &Result<String, String>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Ok,
+        Err(why) if why == probe::TIMED_OUT => Outcome::Timeout,
+        Err(_) => Outcome::Fail,
     }
 }
 

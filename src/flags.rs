@@ -37,7 +37,8 @@ pub struct RunArgs {
     #[argh(option, arg_name = "SECS")]
     pub drain_delay: Option<String>,
 
-    /// serve /livez, /readyz and /healthz here, e.g. 0.0.0.0:8086 or [::]:8086
+    /// serve /livez, /readyz, /healthz and /metrics (Prometheus) here, e.g. 0.0.0.0:8086 or
+    /// [::]:8086
     /// [VIGIL_HEALTH_LISTEN, default: no server]
     #[argh(option, arg_name = "ADDR:PORT")]
     pub health_listen: Option<String>,

@@ -1,4 +1,5 @@
-//! The health listener: `/livez`, `/readyz`, `/healthz`, answered from cached state.
+//! The health listener: `/livez`, `/readyz`, `/healthz` and `/metrics`, answered from cached
+//! state.
 //!
 //! One thread runs a `poll` loop over the listener and its connections, all non-blocking, so no
 //! client can hold the thread: each connection has a deadline to send a whole request head, the
@@ -9,6 +10,7 @@
 
 use crate::error::Error;
 use crate::log;
+use crate::metrics;
 use crate::status::{Shared, Status};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{Backlog, listen};
@@ -283,6 +285,7 @@ fn serve(c: &mut Conn, status: &Shared) -> bool {
                     false,
                     false,
                     None,
+                    JSON,
                 );
                 c.close_after_write = true;
                 return flush(c);
@@ -291,15 +294,16 @@ fn serve(c: &mut Conn, status: &Shared) -> bool {
             return input == Input::Open;
         };
         let head: Vec<u8> = c.buf.drain(..end).collect();
-        let (code, body, keep_alive, head_only, allow) = match parse_head(&head) {
+        let (code, body, keep_alive, head_only, allow, kind) = match parse_head(&head) {
             Some(req) => {
-                let (code, body, allow) = route(req.method, req.path, &status.get());
+                let (code, body, allow, kind) = answer(req.method, req.path, status);
                 (
                     code,
                     body,
                     req.keep_alive && !req.has_body,
                     req.method == "HEAD",
                     allow,
+                    kind,
                 )
             }
             None => (
@@ -308,11 +312,12 @@ fn serve(c: &mut Conn, status: &Shared) -> bool {
                 false,
                 false,
                 None,
+                JSON,
             ),
         };
         // After a half-close (`nc -N`, shutdown(SHUT_WR)) the answers still go out, then close.
         let keep_alive = keep_alive && input == Input::Open;
-        c.out = response(code, &body, keep_alive, head_only, allow);
+        c.out = response(code, &body, keep_alive, head_only, allow, kind);
         c.close_after_write = !keep_alive;
         let now = Instant::now();
         c.deadline = now + HEAD_TIMEOUT;
@@ -435,6 +440,27 @@ pub fn parse_head(head: &[u8]) -> Option<Request<'_>> {
     })
 }
 
+const JSON: &str = "application/json";
+
+/// `GET /metrics` in the Prometheus text format, or else the contract's table: status code,
+/// body, the `Allow` header for a 405, and the `Content-Type`.
+fn answer(
+    method: &str,
+    path: &str,
+    status: &Shared,
+) -> (u16, String, Option<&'static str>, &'static str) {
+    if path != "/metrics" {
+        let (code, body, allow) = route(method, path, &status.get());
+        return (code, body, allow, JSON);
+    }
+    if method != "GET" && method != "HEAD" {
+        let body = "{\"error\":\"method not allowed\"}".to_string();
+        return (405, body, Some("GET, HEAD"), JSON);
+    }
+    let text = metrics::render(&status.get());
+    (200, text, None, metrics::CONTENT_TYPE)
+}
+
 /// The contract's table: status code, JSON body, and the `Allow` header for a 405.
 pub fn route(method: &str, path: &str, status: &Status) -> (u16, String, Option<&'static str>) {
     let verdict = match path {
@@ -458,6 +484,7 @@ fn response(
     keep_alive: bool,
     head_only: bool,
     allow: Option<&str>,
+    content_type: &str,
 ) -> Vec<u8> {
     let reason = match code {
         200 => "OK",
@@ -468,7 +495,7 @@ fn response(
         _ => "Service Unavailable",
     };
     let mut out = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: {}\r\n",
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: {}\r\n",
         body.len(),
         if keep_alive { "keep-alive" } else { "close" }
     );
@@ -577,16 +604,17 @@ mod tests {
 
     #[test]
     fn responses() {
-        let r = String::from_utf8(response(200, "{}", true, false, None)).unwrap();
+        let r = String::from_utf8(response(200, "{}", true, false, None, JSON)).unwrap();
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(r.contains("Content-Length: 2\r\n") && r.contains("Connection: keep-alive\r\n"));
         assert!(r.ends_with("\r\n\r\n{}"));
-        let r = String::from_utf8(response(503, "{}", false, true, None)).unwrap();
+        let r = String::from_utf8(response(503, "{}", false, true, None, JSON)).unwrap();
         assert!(
             r.contains("Content-Length: 2\r\n") && r.ends_with("\r\n\r\n"),
             "HEAD: no body"
         );
-        let r = String::from_utf8(response(405, "{}", false, false, Some("GET, HEAD"))).unwrap();
+        let r =
+            String::from_utf8(response(405, "{}", false, false, Some("GET, HEAD"), JSON)).unwrap();
         assert!(r.contains("Allow: GET, HEAD\r\n"));
     }
 }

@@ -11,6 +11,7 @@ mod flags;
 mod health;
 mod lockdown;
 mod log;
+mod metrics;
 mod privileges;
 mod probe;
 mod procs;

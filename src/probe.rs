@@ -10,6 +10,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+/// The reason a probe gives when it ran out of `--probe-timeout`.
+pub const TIMED_OUT: &str = "timed out";
+
 /// The most of an HTTP answer a probe reads looking for its status line.
 pub const MAX_RESPONSE: usize = 8 * 1024;
 
@@ -132,7 +135,7 @@ pub fn check(spec: &ProbeSpec, timeout: Duration) -> Result<String, String> {
 fn left(deadline: Instant) -> Result<Duration, String> {
     let d = deadline.saturating_duration_since(Instant::now());
     if d.is_zero() {
-        Err("timed out".into())
+        Err(TIMED_OUT.into())
     } else {
         Ok(d)
     }
@@ -147,7 +150,7 @@ fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, String
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, left(deadline)?) {
             Ok(stream) => return Ok(stream),
-            Err(e) if e.kind() == ErrorKind::TimedOut => return Err("timed out".into()),
+            Err(e) if e.kind() == ErrorKind::TimedOut => return Err(TIMED_OUT.into()),
             Err(e) => last = format!("connect {addr}: {e}"),
         }
     }
@@ -206,7 +209,7 @@ fn request(t: &HttpTarget) -> String {
 
 fn io_reason(op: &str, e: &std::io::Error) -> String {
     match e.kind() {
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => "timed out".into(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => TIMED_OUT.into(),
         _ => format!("{op}: {e}"),
     }
 }

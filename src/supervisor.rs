@@ -16,6 +16,7 @@ use crate::drain::{Action, Drain};
 use crate::drill::Drill;
 use crate::error::Error;
 use crate::log;
+use crate::metrics;
 use crate::procs;
 use crate::reaper;
 use crate::sig::Sig;
@@ -229,6 +230,7 @@ impl Supervisor {
         let at = log::enabled(log::Level::Debug).then(SystemTime::now);
         match sys::kill(target, sig.raw()) {
             Ok(()) => {
+                metrics::forwarded(sig.raw());
                 if let Some(at) = at {
                     let fields = [
                         ("signal", json!(sig.name())),
@@ -283,6 +285,7 @@ impl Supervisor {
     /// Collects every exited child: the app's status is kept, orphans are logged at debug.
     fn reap(&mut self) {
         let reaped = reaper::reap();
+        metrics::reaped(reaped.exited.len());
         self.children_left = reaped.children_left;
         let mut app_exited = false;
         for (pid, status) in reaped.exited {

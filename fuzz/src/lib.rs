@@ -19,6 +19,8 @@ pub mod health;
 pub mod lockdown;
 #[path = "../../src/log.rs"]
 pub mod log;
+#[path = "../../src/metrics.rs"]
+pub mod metrics;
 #[path = "../../src/privileges.rs"]
 pub mod privileges;
 #[path = "../../src/probe.rs"]

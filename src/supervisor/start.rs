@@ -9,6 +9,7 @@ use crate::envvars;
 use crate::error::{Error, Warning};
 use crate::health;
 use crate::log;
+use crate::metrics;
 use crate::privileges::{self, Credentials, Dropped, UserSpec};
 use crate::signals::Signals;
 use crate::spawn;
@@ -25,6 +26,7 @@ impl Supervisor {
         config: Config,
         drill_after: Option<Duration>,
     ) -> Result<Result<Supervisor, u8>, Error> {
+        metrics::mark_start();
         // Block signals first: before any thread exists, and before anything can send them.
         let signals = Signals::block()?;
         // Lines that must wait for "vigil starting": nothing is logged before a start that can

@@ -38,6 +38,7 @@ mod drain;
 mod drill;
 mod health;
 mod lockdown;
+mod metrics;
 mod output;
 mod probing;
 mod reaping;

@@ -37,6 +37,8 @@ mod health;
 mod lockdown;
 #[path = "../../src/log.rs"]
 mod log;
+#[path = "../../src/metrics.rs"]
+mod metrics;
 #[path = "../../src/privileges.rs"]
 mod privileges;
 #[path = "../../src/probe.rs"]
