@@ -28,6 +28,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in bench/ when chart.py is imported
 
+import health_bench  # noqa: E402  (bench/, beside this file)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out")
@@ -764,8 +766,8 @@ def parse_wrk_time(s):
     return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
 
-def measure_healthz(vigil, seconds):
-    """wrk -t1 -c50 --latency on /healthz of vigil (health server + 5 s tcp probe), sampling
+def measure_healthz(vigil, seconds, path="/healthz"):
+    """wrk -t1 -c50 --latency on `path` of vigil (health server + 5 s tcp probe), sampling
     vigil's VmRSS every 50 ms while it runs."""
     wrk = shutil.which("wrk")
     if not wrk:
@@ -793,7 +795,7 @@ def measure_healthz(vigil, seconds):
         t = threading.Thread(target=sample, daemon=True)
         t.start()
         cmd = [wrk, "-t1", "-c50", f"-d{seconds}s", "--latency",
-               f"http://127.0.0.1:{port}/healthz"]
+               f"http://127.0.0.1:{port}{path}"]
         wpid_r, wpid_w = os.pipe2(os.O_CLOEXEC)
         wpid = spawn(cmd, stdout=wpid_w, stderr=wpid_w, what="wrk")
         os.close(wpid_w)
@@ -1048,6 +1050,7 @@ def build_table(R):
                  only_vigil(f"{w['p99_ms']:.3f} ms" if ok and w.get("p99_ms") is not None else na)))
     rows.append(("vigil RSS under /healthz load (peak VmHWM), KiB",
                  only_vigil(fmt_int(w["hwm_kib"]) if ok else na)))
+    rows.extend(health_bench.rows(R, only_vigil))
     return rows
 
 
@@ -1131,6 +1134,7 @@ def targets(R):
             f"{h['wakeups_per_s']:.2f}×", h["wakeups_per_s"] < 1)
     else:
         add("idle with a 5 s tcp probe < 1 wake-up/s", "n/a (not supported)", "", "", None)
+    health_bench.targets(R, add)
     return out
 
 
@@ -1301,6 +1305,7 @@ def markdown(R, rows, tg, chart_rel):
         f"`wrk -t1 -c50 -d{q['wrk_s']}s --latency http://127.0.0.1:PORT/healthz` over loopback; "
         f"vigil's VmRSS sampled every 50 ms during the run and VmHWM (peak) read at the end. A vigil "
         f"that does not answer /healthz within 3 s of starting gets \"n/a (not supported)\".")
+    L.extend(health_bench.how(R))
     L.append("")
     w = R["healthz"]
     if "raw" in w:
@@ -1352,7 +1357,7 @@ def main():
          "fwd_signals": 200, "fwd_rounds": 3, "fwd_pinned_signals": 1000,
          "fwd_pinned_rounds": 2 if a.quick else 5, "orphan_counts": [2000, 10000],
          "orphan_reps": 1 if a.quick else 3,
-         "wrk_s": 5 if a.quick else 10}
+         "wrk_s": 5 if a.quick else 10, **health_bench.params(a.quick)}
     R = {"params": q, "command": a.command}
     t_start = time.monotonic()
     try:
@@ -1390,6 +1395,7 @@ def main():
         R["orphans"] = measure_orphans(pid1, q["orphan_counts"], q["orphan_reps"])
         log("/healthz under wrk")
         R["healthz"] = measure_healthz(vigil, q["wrk_s"])
+        R["health"] = health_bench.measure_all(sys.modules[__name__], vigil, q)
         if a.breakdown:
             R["breakdown"] = size_breakdown(a.breakdown)
     finally:
