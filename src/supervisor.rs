@@ -90,15 +90,22 @@ impl Supervisor {
     fn run(&mut self) -> u8 {
         loop {
             let wake_at = self.next_deadline();
-            if let Some(taken) = self.signals.wait(wake_at) {
+            // A wake-up by a deadline reaps too; a forward alone does not (one system call less
+            // on the signal path: a child's exit always comes with a SIGCHLD of its own).
+            let first = self.signals.wait(wake_at);
+            let mut chld = first.is_none_or(|t| t.sig == Sig::CHLD);
+            if let Some(taken) = first {
                 self.on_signal(taken);
             }
             // Everything else pending, so a flood of one signal cannot starve another: the
             // kernel always hands out the lowest pending signal first.
             for taken in self.signals.pending() {
+                chld |= taken.sig == Sig::CHLD;
                 self.on_signal(taken);
             }
-            self.reap();
+            if chld {
+                self.reap();
+            }
             self.drill_step();
             let due = self.drain.due(Instant::now());
             self.act(&due);
