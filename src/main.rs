@@ -7,6 +7,7 @@ mod drain;
 mod drill;
 mod error;
 mod health;
+mod hooks;
 mod lockdown;
 mod log;
 mod privileges;
