@@ -23,7 +23,11 @@ use std::time::Duration;
 #[derive(FromArgs, Debug, Default)]
 #[argh(
     note = "Usage:\n  vigil [OPTIONS] -- COMMAND [ARGS...]\n  vigil probe TARGET [--timeout SECS]\n  vigil drill [OPTIONS] [--after SECS] -- COMMAND [ARGS...]\n\nIn a Dockerfile: ENTRYPOINT [\"/vigil\", \"--\"]",
-    error_code(2, "vigil's own configuration or start-up error"),
+    error_code(
+        2,
+        "vigil's own configuration or start-up error, or a seed line not KEY=VALUE"
+    ),
+    error_code(124, "the --env-from seed or a --pre-start hook timed out"),
     error_code(126, "COMMAND found but not executable"),
     error_code(127, "COMMAND not found")
 )]

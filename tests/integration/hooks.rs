@@ -36,6 +36,7 @@ both_modes!(
     post_stop_skipped_after_a_forced_kill,
     post_stop_after_exec_failure,
     drill_counts_the_hooks_toward_ready_s,
+    the_documented_seed_works,
 );
 
 /// An executable `#!/bin/sh` script `name` in `s` (directories created), its path.
@@ -846,5 +847,49 @@ fn help_lists_the_hooks() {
         "VIGIL_POST_STOP_TIMEOUT",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
+    }
+}
+
+/// The sample seed in docs/containers.md ("The `$ENVIRONMENT_INIT` seed"), run as written: the
+/// keys the environment's script sets reach the app, the others keep the image's values, and
+/// without `ENVIRONMENT_INIT` every value is the image's.
+fn the_documented_seed_works(mode: Mode) {
+    let doc = include_str!("../../docs/containers.md");
+    let section = doc
+        .split("### The `$ENVIRONMENT_INIT` seed")
+        .nth(1)
+        .expect("the seed section");
+    let body = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block");
+    let s = Scratch::new();
+    let seed = s.p("seed");
+    std::fs::write(&seed, body).expect("write seed");
+    std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(
+        s.path("init.sh"),
+        "DB_HOST=db.staging.internal\nexport LOG_LEVEL='debug with spaces'\n",
+    )
+    .expect("write init");
+    let app = "echo \"$DB_HOST|$DB_PORT|$LOG_LEVEL\"";
+    for (init, want) in [
+        (
+            Some(s.p("init.sh")),
+            "db.staging.internal|5432|debug with spaces",
+        ),
+        (None, "localhost|5432|info"),
+    ] {
+        let mut b = vigil(&["--env-from", &seed, "--", "sh", "-c", app])
+            .env("DB_HOST", "localhost")
+            .env("DB_PORT", "5432")
+            .env("LOG_LEVEL", "info");
+        if let Some(init) = &init {
+            b = b.env("ENVIRONMENT_INIT", init);
+        }
+        let (code, out, err) = run(b, mode);
+        assert_eq!(code, 0, "{err:#?}");
+        assert_eq!(out, [want], "{init:?}: {err:#?}");
     }
 }
