@@ -358,6 +358,36 @@ def measure_startup(prefixes, rounds, base_prefix=()):
     return out
 
 
+def measure_hooks(vigil, rounds):
+    """Start-up cost of vigil's hooks: `vigil -- busybox true` beside the same with an empty
+    `--pre-start` directory and with a trivial seed (`--env-from 'busybox echo A=1'`), each the
+    median of `rounds` runs interleaved as in measure_startup; the cost is the difference to plain
+    vigil's median."""
+    empty = os.path.join(OUT, "pre-start-empty")
+    os.makedirs(empty, exist_ok=True)
+    for name in os.listdir(empty):
+        os.unlink(os.path.join(empty, name))
+    variants = {
+        "plain": [vigil, "--"],
+        "empty_pre_start": [vigil, "--pre-start", empty, "--"],
+        "trivial_seed": [vigil, "--env-from", f"{BUSYBOX} echo A=1", "--"],
+    }
+    got = measure_startup(variants, rounds)
+    out = {"runs": rounds}
+    for k, v in got.items():
+        out[k] = v
+        if k != "plain" and "median_us" in v and "median_us" in got["plain"]:
+            out[k]["cost_us"] = v["median_us"] - got["plain"]["median_us"]
+    return out
+
+
+def hooks_cell(R, key):
+    h = R.get("hooks", {}).get(key, {})
+    if "cost_us" not in h:
+        return "n/a"
+    return f"+{fmt_us(h['cost_us'])} ({fmt_us(h['median_us'])} in all)"
+
+
 def measure_idle(prefixes, vigil, seconds):
     """Idle RSS and wake-ups of every init at once, app `busybox sleep 1000`, plus vigil with the
     health server and a 5 s tcp probe. All run side by side over the same window."""
@@ -977,6 +1007,14 @@ def build_table(R):
     rows.append((f"start-up overhead as PID 1 under unshare, informational (median of "
                  f"{q['startup_pid1_runs']})",
                  {n: cell(R["startup_pid1"].get(n), "overhead_us", fmt_us) for n in NAMES}))
+    if "hooks" in R:
+        n_hooks = R["hooks"]["runs"]
+        rows.append((f"start-up cost of an empty `--pre-start` dir over plain vigil (median of "
+                     f"{n_hooks})", {n: (hooks_cell(R, "empty_pre_start") if n == "vigil" else "—")
+                                     for n in NAMES}))
+        rows.append((f"start-up cost of a trivial `--env-from` seed, `busybox echo A=1` (median "
+                     f"of {n_hooks})", {n: (hooks_cell(R, "trivial_seed") if n == "vigil" else "—")
+                                        for n in NAMES}))
     rows.append(("idle RSS, app `busybox sleep`, KiB",
                  {n: cell(R["idle"].get(n), "rss_kib", fmt_int) for n in NAMES}))
     rows.append(("… of which anonymous / file-backed, KiB",
@@ -1331,6 +1369,8 @@ def main():
     ap.add_argument("--command", default="bench/run")
     ap.add_argument("--markdown", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--chart", default=os.path.join(HERE, "chart.png"))
+    ap.add_argument("--only", choices=["hooks"],
+                    help="measure only this part and print it as JSON; no report is written")
     ap.add_argument("--report-only", action="store_true",
                     help="measure nothing: rewrite the report and chart from bench/out/results.json")
     a = ap.parse_args()
@@ -1349,6 +1389,12 @@ def main():
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     os.makedirs(OUT, exist_ok=True)
     vigil = os.path.abspath(a.vigil)
+    if a.only == "hooks":
+        try:
+            print(json.dumps(measure_hooks(vigil, 100), indent=1))
+        finally:
+            end_everything()
+        return
     I = inits(vigil)
     sub = {n: I[n][1] for n in NAMES}
     pid1 = {n: I[n][2] for n in NAMES}
@@ -1357,7 +1403,8 @@ def main():
          "fwd_signals": 200, "fwd_rounds": 3, "fwd_pinned_signals": 1000,
          "fwd_pinned_rounds": 2 if a.quick else 5, "orphan_counts": [2000, 10000],
          "orphan_reps": 1 if a.quick else 3,
-         "wrk_s": 5 if a.quick else 10, **health_bench.params(a.quick)}
+         "wrk_s": 5 if a.quick else 10, "hooks_runs": 30 if a.quick else 100,
+         **health_bench.params(a.quick)}
     R = {"params": q, "command": a.command}
     t_start = time.monotonic()
     try:
@@ -1374,6 +1421,8 @@ def main():
         R["startup"] = measure_startup(sub, q["startup_runs"])
         log("start-up overhead (PID 1 under unshare)")
         R["startup_pid1"] = measure_startup(pid1, q["startup_pid1_runs"], base_prefix=PID1)
+        log("start-up cost of the hooks")
+        R["hooks"] = measure_hooks(vigil, q["hooks_runs"])
         log(f"idle RSS and wake-ups over {q['idle_s']} s")
         R["idle"] = measure_idle(sub, vigil, q["idle_s"])
         log("SIGTERM to exit")

@@ -17,6 +17,7 @@ use argh::FromArgs;
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What the process should do, once the arguments are understood.
@@ -47,7 +48,21 @@ pub struct Config {
     pub log_level: Level,
     pub signals: SignalConfig,
     pub success_exit: Vec<u8>,
+    /// `--env-from`, `--pre-start`, `--post-stop` and their timeouts.
+    pub hooks: HookConfig,
     pub command: Vec<OsString>,
+}
+
+/// The start-up and clean-up hooks (contract, "Start-up and clean-up hooks").
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HookConfig {
+    /// `--env-from`: the seed's argv.
+    pub env_from: Option<Vec<String>>,
+    pub pre_start: Option<PathBuf>,
+    pub pre_start_timeout: Duration,
+    /// `--post-stop`: the clean-up's argv.
+    pub post_stop: Option<Vec<String>>,
+    pub post_stop_timeout: Duration,
 }
 
 /// Parses the whole command line (`argv[0]` included). `env` looks up a variable.
@@ -299,6 +314,34 @@ impl Config {
                 .collect::<Result<Vec<u8>, Error>>()?
         };
 
+        // An empty value is unset (a deployment switching off what an image's ENV set).
+        let given = |flag: &'static str, value: Option<String>| {
+            pick(flag, value).filter(|(_, v)| !v.trim().is_empty())
+        };
+        let command_words = |flag: &'static str, value: Option<String>| match given(flag, value) {
+            Some((src, v)) => probe::split_command(&v)
+                .map(Some)
+                .map_err(|why| Error::bad(&src, &v, why)),
+            None => Ok(None),
+        };
+        let hooks = HookConfig {
+            env_from: command_words("--env-from", args.env_from)?,
+            pre_start: given("--pre-start", args.pre_start).map(|(_, v)| PathBuf::from(v)),
+            pre_start_timeout: secs(
+                "--pre-start-timeout",
+                args.pre_start_timeout,
+                "30",
+                &[NonZero],
+            )?,
+            post_stop: command_words("--post-stop", args.post_stop)?,
+            post_stop_timeout: secs(
+                "--post-stop-timeout",
+                args.post_stop_timeout,
+                "5",
+                &[NonZero],
+            )?,
+        };
+
         // The command is the greedy tail of argv: take the originals so non-UTF-8 survives.
         let command = raw[raw.len().saturating_sub(args.command.len())..].to_vec();
 
@@ -318,6 +361,7 @@ impl Config {
             log_level,
             signals,
             success_exit,
+            hooks,
             command,
         })
     }
@@ -991,6 +1035,66 @@ mod tests {
         );
         let e = err(&["x"], &[("VIGIL_ALLOW_SETUID", "yes")]);
         assert_eq!(e, r#"VIGIL_ALLOW_SETUID="yes": expected 1 or 0"#);
+    }
+
+    #[test]
+    fn hooks_from_flags_or_env() {
+        let c = run_with(&["x"], &[]).unwrap();
+        assert_eq!(c.hooks.pre_start_timeout, Duration::from_secs(30));
+        assert_eq!(c.hooks.post_stop_timeout, Duration::from_secs(5));
+        assert!(c.hooks.env_from.is_none() && c.hooks.pre_start.is_none());
+        assert!(c.hooks.post_stop.is_none());
+        let env = [
+            ("VIGIL_ENV_FROM", "/seed --from 'consul kv' a\\\\b"),
+            ("VIGIL_PRE_START", "/etc/vigil/pre-start.d"),
+            ("VIGIL_PRE_START_TIMEOUT", "2.5"),
+            ("VIGIL_POST_STOP", "/bin/clean \"two words\""),
+            ("VIGIL_POST_STOP_TIMEOUT", "1"),
+        ];
+        let c = run_with(&["x"], &env).unwrap();
+        let h = c.hooks;
+        assert_eq!(
+            h.env_from.unwrap(),
+            ["/seed", "--from", "consul kv", "a\\b"]
+        );
+        assert_eq!(h.pre_start, Some(PathBuf::from("/etc/vigil/pre-start.d")));
+        assert_eq!(h.pre_start_timeout, Duration::from_millis(2500));
+        assert_eq!(h.post_stop.unwrap(), ["/bin/clean", "two words"]);
+        assert_eq!(h.post_stop_timeout, Duration::from_secs(1));
+        let c = run_with(&["--env-from", "other", "--pre-start", "", "x"], &env).unwrap();
+        assert_eq!(c.hooks.env_from.unwrap(), ["other"], "the flag wins");
+        assert_eq!(c.hooks.pre_start, None, "an empty value is unset");
+        let blank = [("VIGIL_ENV_FROM", " "), ("VIGIL_POST_STOP", "")];
+        let c = run_with(&["x"], &blank).unwrap();
+        assert!(c.hooks.env_from.is_none() && c.hooks.post_stop.is_none());
+    }
+
+    #[test]
+    fn bad_hook_values_name_flag_and_value() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--env-from", "seed 'open", "x"],
+                "--env-from \"seed 'open\": unbalanced",
+            ),
+            (
+                &["--post-stop", "clean \\", "x"],
+                "--post-stop \"clean \\\\\": unbalanced",
+            ),
+            (
+                &["--pre-start-timeout", "0", "x"],
+                "--pre-start-timeout \"0\": must be more than 0",
+            ),
+            (
+                &["--post-stop-timeout", "-1", "x"],
+                "--post-stop-timeout \"-1\"",
+            ),
+        ];
+        for (args, want) in cases {
+            let got = err(args, &[]);
+            assert!(got.contains(want), "{args:?}: {got}");
+        }
+        let e = err(&["x"], &[("VIGIL_PRE_START_TIMEOUT", "soon")]);
+        assert!(e.contains("VIGIL_PRE_START_TIMEOUT=\"soon\""), "{e}");
     }
 
     #[test]

@@ -76,6 +76,11 @@ impl Drain {
         self.started.is_some()
     }
 
+    /// When everything left will be SIGKILLed, if that is set and has not happened yet.
+    pub fn kill_at(&self) -> Option<Instant> {
+        self.kill_at.filter(|_| self.killed_at.is_none())
+    }
+
     pub fn killed(&self) -> bool {
         self.killed_at.is_some()
     }

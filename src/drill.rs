@@ -24,7 +24,10 @@ pub struct Drill {
     /// With a probe: give up this long after the spawn.
     grace: Duration,
     has_probe: bool,
-    spawned_at: Instant,
+    /// When vigil started: the hooks' time counts toward `ready_s`.
+    started_at: Instant,
+    /// When the app was spawned; None while the hooks run.
+    spawned_at: Option<Instant>,
     ready_at: Option<Instant>,
     signal_at: Option<Instant>,
     never_ready: bool,
@@ -45,16 +48,22 @@ pub struct Outcome {
 }
 
 impl Drill {
-    pub fn new(after: Duration, grace: Duration, has_probe: bool, spawned_at: Instant) -> Drill {
+    pub fn new(after: Duration, grace: Duration, has_probe: bool, started_at: Instant) -> Drill {
         Drill {
             after,
             grace,
             has_probe,
-            spawned_at,
+            started_at,
+            spawned_at: None,
             ready_at: None,
             signal_at: None,
             never_ready: false,
         }
+    }
+
+    /// The app was spawned at `at`: `--after` and `--startup-grace` count from here.
+    pub fn spawned(&mut self, at: Instant) {
+        self.spawned_at = Some(at);
     }
 
     /// When `step` next needs to run without being woken, if ever.
@@ -63,7 +72,7 @@ impl Drill {
             return None;
         }
         Some(
-            self.spawned_at
+            self.spawned_at?
                 + if self.has_probe {
                     self.grace
                 } else {
@@ -74,6 +83,9 @@ impl Drill {
 
     /// `ready`: the health status says ready; `app_running`: the app has not exited.
     pub fn step(&mut self, now: Instant, ready: bool, app_running: bool) -> Step {
+        let Some(spawned_at) = self.spawned_at else {
+            return Step::Wait;
+        };
         if self.signal_at.is_some() {
             return Step::Wait;
         }
@@ -81,14 +93,14 @@ impl Drill {
             && if self.has_probe {
                 ready
             } else {
-                now >= self.spawned_at + self.after
+                now >= spawned_at + self.after
             };
         if is_ready {
             self.ready_at = Some(now);
             self.signal_at = Some(now);
             return Step::Signal;
         }
-        let too_late = self.has_probe && now >= self.spawned_at + self.grace;
+        let too_late = self.has_probe && now >= spawned_at + self.grace;
         if !app_running || too_late {
             self.never_ready = true;
             self.signal_at = Some(now);
@@ -136,7 +148,7 @@ impl Drill {
             (b.saturating_duration_since(a).as_secs_f64() * 1000.0).round() / 1000.0
         };
         let mut v = json!({
-            "ready_s": self.ready_at.map(|r| secs(self.spawned_at, r)),
+            "ready_s": self.ready_at.map(|r| secs(self.started_at, r)),
             "drain_s": self.signal_at.map(|s| secs(s, o.finished_at)),
             "forced_kill": o.forced_kill,
             "exit_status": o.exit_status,
@@ -159,6 +171,13 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A drill whose app was spawned at `t0`, right as vigil started.
+    fn spawned(after: u64, grace: u64, has_probe: bool, t0: Instant) -> Drill {
+        let mut d = Drill::new(ms(after), ms(grace), has_probe, t0);
+        d.spawned(t0);
+        d
+    }
+
     fn outcome(t: Instant) -> Outcome {
         Outcome {
             exit_status: 0,
@@ -173,7 +192,7 @@ mod tests {
     #[test]
     fn without_probe_signals_after_the_wait() {
         let t0 = Instant::now();
-        let mut d = Drill::new(ms(2000), ms(60_000), false, t0);
+        let mut d = spawned(2000, 60_000, false, t0);
         assert_eq!(d.deadline(), Some(t0 + ms(2000)));
         assert_eq!(d.step(t0 + ms(1999), false, true), Step::Wait);
         assert_eq!(d.step(t0 + ms(2000), false, true), Step::Signal);
@@ -187,14 +206,29 @@ mod tests {
     }
 
     #[test]
+    fn nothing_happens_before_the_spawn_and_the_hooks_count_toward_ready_s() {
+        let t0 = Instant::now();
+        let mut d = Drill::new(ms(500), ms(5000), false, t0);
+        assert_eq!(d.deadline(), None, "no deadline while the hooks run");
+        assert_eq!(d.step(t0 + ms(900), false, true), Step::Wait);
+        d.spawned(t0 + ms(1000));
+        assert_eq!(d.deadline(), Some(t0 + ms(1500)));
+        assert_eq!(d.step(t0 + ms(1499), false, true), Step::Wait);
+        assert_eq!(d.step(t0 + ms(1500), false, true), Step::Signal);
+        let r = d.report(&outcome(t0 + ms(1600)), ms(9000));
+        assert_eq!(r["ready_s"], 1.5, "{r}");
+        assert_eq!(r["drain_s"], 0.1, "{r}");
+    }
+
+    #[test]
     fn with_probe_signals_when_ready_or_gives_up() {
         let t0 = Instant::now();
-        let mut d = Drill::new(ms(2000), ms(5000), true, t0);
+        let mut d = spawned(2000, 5000, true, t0);
         assert_eq!(d.deadline(), Some(t0 + ms(5000)));
         assert_eq!(d.step(t0 + ms(3000), false, true), Step::Wait);
         assert_eq!(d.step(t0 + ms(3100), true, true), Step::Signal);
 
-        let mut d = Drill::new(ms(2000), ms(5000), true, t0);
+        let mut d = spawned(2000, 5000, true, t0);
         assert_eq!(d.step(t0 + ms(5000), false, true), Step::GiveUp);
         let r = d.report(&outcome(t0 + ms(5100)), ms(9000));
         assert_eq!(r["verdict"], "fail");
@@ -205,7 +239,7 @@ mod tests {
     #[test]
     fn an_app_that_exits_before_ready_fails() {
         let t0 = Instant::now();
-        let mut d = Drill::new(ms(2000), ms(5000), false, t0);
+        let mut d = spawned(2000, 5000, false, t0);
         assert_eq!(d.step(t0 + ms(100), false, false), Step::GiveUp);
         let r = d.report(&outcome(t0 + ms(100)), ms(9000));
         assert_eq!(r["verdict"], "fail");
@@ -213,7 +247,7 @@ mod tests {
 
     fn reasons(o: Outcome) -> Vec<String> {
         let t0 = Instant::now();
-        let mut d = Drill::new(ms(0), ms(5000), false, t0);
+        let mut d = spawned(0, 5000, false, t0);
         assert_eq!(d.step(t0, false, true), Step::Signal);
         let r = d.report(&o, ms(1000));
         serde_json::from_value(r["reasons"].clone()).unwrap_or_default()

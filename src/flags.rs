@@ -12,7 +12,11 @@ use argh::FromArgs;
 #[derive(FromArgs, Debug, Default)]
 #[argh(
     note = "Usage:\n  vigil [OPTIONS] -- COMMAND [ARGS...]\n  vigil probe TARGET [--timeout SECS]\n  vigil drill [OPTIONS] [--after SECS] -- COMMAND [ARGS...]\n\nIn a Dockerfile: ENTRYPOINT [\"/vigil\", \"--\"]",
-    error_code(2, "vigil's own configuration or start-up error"),
+    error_code(
+        2,
+        "vigil's own configuration or start-up error, or a seed line not KEY=VALUE"
+    ),
+    error_code(124, "the --env-from seed or a --pre-start hook timed out"),
     error_code(126, "COMMAND found but not executable"),
     error_code(127, "COMMAND not found")
 )]
@@ -122,6 +126,32 @@ pub struct RunArgs {
     /// replaces the env list [VIGIL_SUCCESS_EXIT, comma list]
     #[argh(option, arg_name = "N")]
     pub success_exit: Vec<String>,
+
+    /// before the hooks and the app, run CMD (split like a shell, no shell runs) and add each
+    /// KEY=VALUE line it prints to the app's environment; keys it omits keep their value
+    /// [VIGIL_ENV_FROM]
+    #[argh(option, arg_name = "CMD")]
+    pub env_from: Option<String>,
+
+    /// before the app, run every executable file in DIR in lexical order, each to completion;
+    /// the first failure stops the start with its status [VIGIL_PRE_START]
+    #[argh(option, arg_name = "DIR")]
+    pub pre_start: Option<String>,
+
+    /// seconds the seed and each pre-start hook may run; a slower one fails with 124
+    /// [VIGIL_PRE_START_TIMEOUT, default 30]
+    #[argh(option, arg_name = "SECS")]
+    pub pre_start_timeout: Option<String>,
+
+    /// once the app and everything it left are gone, run CMD (split like --env-from) to clean
+    /// up; its status is logged, never vigil's [VIGIL_POST_STOP]
+    #[argh(option, arg_name = "CMD")]
+    pub post_stop: Option<String>,
+
+    /// seconds the post-stop command may run, and never past a drain's deadline
+    /// [VIGIL_POST_STOP_TIMEOUT, default 5]
+    #[argh(option, arg_name = "SECS")]
+    pub post_stop_timeout: Option<String>,
 
     /// vigil drill only: without a probe, seconds to wait before the drill's SIGTERM [default 2]
     #[argh(option, arg_name = "SECS")]

@@ -9,6 +9,7 @@ mod envvars;
 mod error;
 mod flags;
 mod health;
+mod hooks;
 mod lockdown;
 mod log;
 mod metrics;

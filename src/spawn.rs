@@ -1,4 +1,5 @@
-//! Starting the app: its own process group, inherited stdio, and the terminal if there is one.
+//! Starting the app, or a hook in its place: its own process group, inherited stdio, and the
+//! terminal if there is one.
 //!
 //! The child's signal mask and dispositions are reset before exec (`sys.rs`), and std opens
 //! everything close-on-exec, so the app gets a clean signal state and no fd of vigil's. A failed exec is not
@@ -8,7 +9,7 @@ use crate::sys;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 /// How an exec failure is reported: 127 when nothing was found, 126 for everything else.
 pub fn exec_failure_code(err: &io::Error) -> u8 {
@@ -18,8 +19,15 @@ pub fn exec_failure_code(err: &io::Error) -> u8 {
     }
 }
 
-/// Starts `argv` as the app. `home` overrides HOME (the `--user` rule).
-pub fn spawn_app(argv: &[OsString], home: Option<&str>) -> Result<i32, io::Error> {
+/// Starts `argv` where the app runs (the app itself, or a hook): `home` overrides HOME (the
+/// `--user` rule), then `env` (the seed's variables) overrides the inherited environment;
+/// `capture_stdout` pipes stdout to vigil (the seed's), else all stdio is inherited.
+pub fn spawn_front(
+    argv: &[OsString],
+    home: Option<&str>,
+    env: &[(OsString, OsString)],
+    capture_stdout: bool,
+) -> Result<Child, io::Error> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
@@ -28,11 +36,14 @@ pub fn spawn_app(argv: &[OsString], home: Option<&str>) -> Result<i32, io::Error
     if let Some(home) = home {
         cmd.env("HOME", home);
     }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    if capture_stdout {
+        cmd.stdout(Stdio::piped());
+    }
     let tty = nix::unistd::isatty(io::stdin()).unwrap_or(false);
     sys::reset_child_signals(&mut cmd, tty);
     // Dropping `Child` neither waits nor kills; the supervisor reaps by pid.
-    let child = cmd.spawn()?;
-    Ok(child.id() as i32)
+    cmd.spawn()
 }
 
 #[cfg(test)]

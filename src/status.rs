@@ -31,6 +31,8 @@ impl Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum App {
     NotStarted,
+    /// The start-up hooks (`--env-from`, `--pre-start`) run before it.
+    Hooks,
     Running,
     Exited,
 }
@@ -76,7 +78,7 @@ impl Status {
 
     pub fn phase(&self) -> Phase {
         match self.app {
-            App::NotStarted => Phase::Starting,
+            App::NotStarted | App::Hooks => Phase::Starting,
             App::Exited => Phase::Exited,
             App::Running if self.draining => Phase::Draining,
             App::Running if self.ready_once => Phase::Running,
@@ -84,14 +86,15 @@ impl Status {
         }
     }
 
-    /// `/livez`: the app runs and the probe has not failed `--probe-failures` times in a row.
-    /// A drain does not fail liveness: a restart must not race the shutdown.
+    /// `/livez`: the start-up hooks run, or the app runs and the probe has not failed
+    /// `--probe-failures` times in a row. A drain does not fail liveness: a restart must not
+    /// race the shutdown, and a slow seed must not get the container restarted.
     pub fn live(&self) -> bool {
-        self.app == App::Running
-            && self
-                .probe
-                .as_ref()
-                .is_none_or(|p| p.counted_failures < self.failure_threshold)
+        let probe_ok = self
+            .probe
+            .as_ref()
+            .is_none_or(|p| p.counted_failures < self.failure_threshold);
+        self.app == App::Hooks || (self.app == App::Running && probe_ok)
     }
 
     /// `/readyz`: the app runs, the last probe passed (or there is none), no drain has started.
@@ -225,6 +228,11 @@ mod tests {
         s.app = App::Exited;
         assert!(!s.live() && !s.ready());
         assert!(!Status::new(None, 3).live());
+        // The hooks before the app (contract: /livez 200, /readyz 503, phase starting).
+        let mut hooks = Status::new(Some("tcp"), 3);
+        hooks.app = App::Hooks;
+        assert!(hooks.live() && !hooks.ready());
+        assert_eq!(hooks.phase(), Phase::Starting);
     }
 
     #[test]

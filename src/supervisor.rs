@@ -3,9 +3,11 @@
 //! Start-up can fail (`?`, exit 2, nothing spawned). Once the app runs, nothing leaves the loop as
 //! an error: every failure is logged and the loop carries on, because PID 1 must not die early.
 //!
-//! Beside it: `start` (everything up to the spawn), `kill` (signals to everything left) and
-//! `verdict` (`vigil drill`'s SIGTERM and report).
+//! Beside it: `start` (everything up to the first spawn), `front` (the hooks and the app, one
+//! after another, in front), `kill` (signals to everything left) and `verdict` (`vigil drill`'s
+//! SIGTERM and report).
 
+mod front;
 mod kill;
 mod start;
 mod verdict;
@@ -59,6 +61,8 @@ pub struct Supervisor {
     app_exited_itself: bool,
     /// `vigil drill`: vigil sends the SIGTERM itself and reports.
     drill: Option<Drill>,
+    /// The hooks around the app (`--env-from`, `--pre-start`, `--post-stop`).
+    front: front::Front,
 }
 
 /// Runs `vigil [OPTIONS] -- COMMAND` and returns vigil's exit status.
@@ -76,9 +80,7 @@ pub fn drill(config: Config, after: Duration) -> u8 {
 fn run_with(config: Config, drill_after: Option<Duration>) -> u8 {
     log::init(config.log_format, config.log_level);
     match Supervisor::start(config, drill_after) {
-        Ok(Ok(mut sup)) => sup.run(),
-        Ok(Err(code)) if drill_after.is_some() => exiting(verdict::failed_start(code)),
-        Ok(Err(code)) => exiting(code),
+        Ok(mut sup) => sup.run(),
         Err(e) => {
             log::error(&e.to_string(), &[]);
             Error::EXIT_STATUS
@@ -87,22 +89,31 @@ fn run_with(config: Config, drill_after: Option<Duration>) -> u8 {
 }
 
 impl Supervisor {
-    /// The loop: deadline, wait, dispatch, reap, act on what is due, maybe finish.
+    /// The loop: deadline, wait, dispatch, reap, act on what is due, start what is next in
+    /// front (a hook or the app), maybe finish.
     fn run(&mut self) -> u8 {
         loop {
             let wake_at = self.next_deadline();
-            if let Some(taken) = self.signals.wait(wake_at) {
+            // A wake-up by a deadline reaps too; a forward alone does not (one system call less
+            // on the signal path: a child's exit always comes with a SIGCHLD of its own).
+            let first = self.signals.wait(wake_at);
+            let mut chld = first.is_none_or(|t| t.sig == Sig::CHLD);
+            if let Some(taken) = first {
                 self.on_signal(taken);
             }
             // Everything else pending, so a flood of one signal cannot starve another: the
             // kernel always hands out the lowest pending signal first.
             for taken in self.signals.pending() {
+                chld |= taken.sig == Sig::CHLD;
                 self.on_signal(taken);
             }
-            self.reap();
+            if chld {
+                self.reap();
+            }
             self.drill_step();
             let due = self.drain.due(Instant::now());
             self.act(&due);
+            self.front_step();
             self.sweep_after_kill();
             if let Some(code) = self.finished() {
                 return exiting(self.report(code));
@@ -121,6 +132,7 @@ impl Supervisor {
             self.drain.next_deadline(),
             sweep,
             drill,
+            self.front_deadline(),
             // Lines were dropped on a stalled stderr: look again for the reader now and then.
             sink::owed().then(|| Instant::now() + DROPPED_RETRY),
         ]
@@ -289,7 +301,9 @@ impl Supervisor {
         self.children_left = reaped.children_left;
         let mut app_exited = false;
         for (pid, status) in reaped.exited {
-            if pid == self.app.as_raw() {
+            if self.on_hook_exit(pid, status) {
+                continue;
+            } else if pid == self.app.as_raw() {
                 self.app_status = Some(status);
                 self.app_exited_itself = !self.drain.killed();
                 app_exited = true;
@@ -323,9 +337,15 @@ impl Supervisor {
 
     /// Vigil's exit status once there is nothing left to wait for.
     fn finished(&self) -> Option<u8> {
-        let done = self.gave_up || (self.app_status.is_some() && !self.children_left);
-        if !done {
+        let stopped = self.front.seq.stopped();
+        let ended = self.app_status.is_some() || stopped.is_some();
+        let done = self.gave_up || (ended && !self.children_left);
+        if !done || self.front.seq.holds_exit() {
             return None;
+        }
+        // The start stopped before the app: a hook's status, never --success-exit'ed.
+        if let Some(code) = stopped {
+            return Some(code);
         }
         // An app never reaped by the end was SIGKILLed with the rest: 128 + 9.
         let code = self.app_status.map_or(128 + 9, reaper::exit_code);

@@ -1,5 +1,6 @@
-//! Start-up: everything up to and including the spawn.
+//! Start-up: everything up to the first process in front (a hook, or the app itself).
 
+use super::front::{Front, NOBODY};
 use super::{Mode, Supervisor};
 use crate::checker::{Checker, ProbeChildren};
 use crate::cli::{self, Config};
@@ -13,20 +14,21 @@ use crate::metrics;
 use crate::privileges::{self, Credentials, Dropped, UserSpec};
 use crate::signals::Signals;
 use crate::spawn;
-use crate::status::{App, Shared, Status};
+use crate::status::{Shared, Status};
 use nix::unistd::{Pid, getegid, geteuid, getpid};
 use serde_json::json;
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 impl Supervisor {
-    /// Everything up to and including the spawn. `Ok(Err(code))`: the app could not be
-    /// executed (127/126), which is the app's failure, not vigil's.
+    /// Everything up to the first process in front: the seed, the first pre-start hook, or the
+    /// app. A hook or app that cannot be executed is not vigil's error: the loop reports it.
     pub(super) fn start(
         config: Config,
         drill_after: Option<Duration>,
-    ) -> Result<Result<Supervisor, u8>, Error> {
+    ) -> Result<Supervisor, Error> {
         metrics::mark_start();
+        let started_at = Instant::now();
         // Block signals first: before any thread exists, and before anything can send them.
         let signals = Signals::block()?;
         // Lines that must wait for "vigil starting": nothing is logged before a start that can
@@ -61,23 +63,8 @@ impl Supervisor {
         if let Some(listener) = listener {
             health::start(listener, status.clone())?;
         }
-        let home = creds.as_ref().map(|(_, c)| c.home.as_str());
-        let app = match spawn(&config.command, home) {
-            Ok(app) => app,
-            Err(code) => return Ok(Err(code)),
-        };
-        status.update(|s| {
-            s.app = App::Running;
-            s.ready_once = config.probe.is_none();
-        });
-        let probe_children = ProbeChildren::default();
-        if let Some(spec) = config.probe.clone() {
-            // Only the drill needs waking on each result; a plain run reads the status lazily.
-            let waker = drill_after.map(|_| signals.waker());
-            Checker::new(&config, spec, status.clone(), probe_children.clone(), waker).start();
-        }
-        // Starting a thread may have unblocked the C library's own signals here (musl).
-        crate::signals::block_again();
+        let home = creds.as_ref().map(|(_, c)| c.home.clone());
+        let front = Front::new(&config, home)?;
         let drain = Drain::new(
             config.drain_timeout,
             config.drain_delay,
@@ -88,16 +75,16 @@ impl Supervisor {
                 after,
                 config.startup_grace,
                 config.probe.is_some(),
-                Instant::now(),
+                started_at,
             )
         });
-        Ok(Ok(Supervisor {
+        let mut sup = Supervisor {
             config,
             signals,
             mode,
             status,
-            probe_children,
-            app,
+            probe_children: ProbeChildren::default(),
+            app: NOBODY,
             app_status: None,
             drain,
             children_left: true,
@@ -105,7 +92,22 @@ impl Supervisor {
             gave_up: false,
             app_exited_itself: false,
             drill,
-        }))
+            front,
+        };
+        sup.front_step();
+        Ok(sup)
+    }
+
+    /// The probe checker, once the app runs. Only the drill needs waking on each result; a
+    /// plain run reads the status lazily.
+    pub(super) fn start_checker(&self) {
+        if let Some(spec) = self.config.probe.clone() {
+            let waker = self.drill.as_ref().map(|_| self.signals.waker());
+            let (status, children) = (self.status.clone(), self.probe_children.clone());
+            Checker::new(&self.config, spec, status, children, waker).start();
+            // Starting a thread may have unblocked the C library's own signals here (musl).
+            crate::signals::block_again();
+        }
     }
 }
 
@@ -186,15 +188,20 @@ fn warn_if_root() {
     }
 }
 
-/// Spawns the app in a process group of its own; `Err(127 or 126)` if it cannot be executed.
-fn spawn(command: &[OsString], home: Option<&str>) -> Result<Pid, u8> {
+/// Spawns the app in a process group of its own, with the seed's `env`; `Err(127 or 126)` if it
+/// cannot be executed.
+pub(super) fn spawn(
+    command: &[OsString],
+    home: Option<&str>,
+    env: &[(OsString, OsString)],
+) -> Result<Pid, u8> {
     let shown: Vec<String> = command
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    match spawn::spawn_app(command, home) {
-        Ok(pid) => {
-            let app = Pid::from_raw(pid);
+    match spawn::spawn_front(command, home, env, false) {
+        Ok(child) => {
+            let app = Pid::from_raw(child.id() as i32);
             log::info(
                 "app spawned",
                 &[

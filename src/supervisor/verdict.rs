@@ -32,6 +32,9 @@ impl Supervisor {
         let Some(drill) = &self.drill else {
             return code;
         };
+        if self.front.seq.stopped().is_some() {
+            return failed_start(code);
+        }
         let outcome = Outcome {
             exit_status: code,
             app_exited_itself: self.app_exited_itself,
@@ -48,7 +51,8 @@ impl Supervisor {
     }
 }
 
-/// The drill's report when the app could not even start (`code`: 127 or 126); returns 1.
+/// The drill's report when the app never ran: a hook failed (`code`: its status) or the app
+/// could not be executed (127 or 126); returns 1.
 pub(super) fn failed_start(code: u8) -> u8 {
     let report = json!({
         "ready_s": null,
@@ -58,7 +62,7 @@ pub(super) fn failed_start(code: u8) -> u8 {
         "app_uid": geteuid().as_raw(),
         "leftover": procs::descendants().len(),
         "verdict": "fail",
-        "reasons": [format!("the app failed to start (status {code})")],
+        "reasons": [format!("the app failed to start (status {code}): it could not be executed, or a hook failed")],
     });
     let _ = writeln!(std::io::stdout(), "{report}");
     1

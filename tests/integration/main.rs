@@ -37,6 +37,7 @@ mod deploy;
 mod drain;
 mod drill;
 mod health;
+mod hooks;
 mod lockdown;
 mod metrics;
 mod output;

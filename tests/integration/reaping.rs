@@ -134,7 +134,10 @@ fn subreaper_refused_still_supervises() {
     v.signal(nix::sys::signal::Signal::SIGTERM);
     v.wait_for_line("got-term", CEILING);
     v.wait_gone(CEILING);
-    assert!(v.survivors().is_empty(), "{}", v.describe(&v.survivors()));
+    // Not a subreaper, vigil cannot wait for the app's group (a `sleep` that got the TERM with
+    // it) to be gone: on a loaded machine one may still be dying as vigil exits.
+    let gone = crate::util::poll_until(secs(2.0), || v.survivors().is_empty());
+    assert!(gone, "{}", v.describe(&v.survivors()));
     assert_eq!(v.wait_exit(CEILING).code, 7, "{}", v.dump());
 
     let app = crate::util::term_ignorer();

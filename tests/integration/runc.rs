@@ -279,8 +279,10 @@ struct Spec {
     env: Vec<String>,
     user: (u32, u32),
     host_network: bool,
-    /// Extra files in the rootfs, (path, contents).
+    /// Extra files in the rootfs, (path, contents); one starting with `#!` is made executable.
     files: Vec<(String, String)>,
+    /// The rootfs mounted read-only (Kubernetes' `readOnlyRootFilesystem`).
+    readonly: bool,
 }
 
 impl Spec {
@@ -291,6 +293,7 @@ impl Spec {
             user: (0, 0),
             host_network: false,
             files: Vec::new(),
+            readonly: false,
         }
     }
 
@@ -493,6 +496,9 @@ fn make_rootfs(rootfs: &Path, host: &Host, files: &[(String, String)]) {
         let path = rootfs.join(path.trim_start_matches('/'));
         fs::create_dir_all(path.parent().expect("a file has a parent")).expect("file dir");
         fs::write(&path, contents).expect("rootfs file");
+        if contents.starts_with("#!") {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
     }
 }
 
@@ -531,7 +537,7 @@ fn write_config(bundle: &Path, spec: &Spec) {
     process["env"] = json!(env);
     process["user"] = json!({"uid": spec.user.0, "gid": spec.user.1});
     process["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
-    config["root"]["readonly"] = json!(false);
+    config["root"]["readonly"] = json!(spec.readonly);
     config["hostname"] = json!("vigil-test");
     if spec.host_network {
         let namespaces = config["linux"]["namespaces"]
@@ -976,4 +982,69 @@ fn drill_fails_a_term_ignorer_run_as_root() {
     );
     let drain_s = report["drain_s"].as_f64().expect("drain_s");
     assert!((1.0..=1.5).contains(&drain_s), "{report}");
+}
+
+// ---- start-up and clean-up hooks ----
+
+/// The hooks as an image bakes them (`ENV VIGIL_*`, scripts under /etc/vigil), in a container
+/// with a read-only root and the image's USER 65534 (no `--user`): the seed, the pre-start hook,
+/// the app and the post-stop all run as 65534, the seed's variable reaches the app and the
+/// post-stop, and the platform's SIGTERM ends it all with the app's status.
+#[test]
+fn hooks_run_as_the_images_user_on_a_read_only_root() {
+    let host = host_or_skip!("runc::hooks_run_as_the_images_user_on_a_read_only_root");
+    let app = "trap 'echo app TERM; exit 0' TERM; \
+               echo \"app as $(id -u) $GREETING seed-uid $SEED_UID\"; echo ready; \
+               while :; do sleep 0.1; done";
+    let mut spec = Spec::vigil(&[], app);
+    spec.user = (65534, 65534);
+    spec.readonly = true;
+    spec.env.extend(
+        [
+            "VIGIL_ENV_FROM=/etc/vigil/seed",
+            "VIGIL_PRE_START=/etc/vigil/pre-start.d",
+            "VIGIL_POST_STOP=/etc/vigil/post-stop",
+            "VIGIL_DRAIN_TIMEOUT=3",
+        ]
+        .map(String::from),
+    );
+    let files = [
+        (
+            "/etc/vigil/seed",
+            "#!/bin/sh\necho '# per-environment settings'\necho GREETING=from-seed\necho SEED_UID=$(id -u)\n",
+        ),
+        (
+            "/etc/vigil/pre-start.d/10-check",
+            "#!/bin/sh\necho \"pre-start as $(id -u)\"\n\
+             while read -r dev mnt fs opts rest; do [ \"$mnt\" = / ] && echo \"root ${opts%%,*}\"; done < /proc/mounts\nexit 0\n",
+        ),
+        ("/etc/vigil/pre-start.d/README", "not executable: skipped\n"),
+        (
+            "/etc/vigil/post-stop",
+            "#!/bin/sh\necho \"post-stop as $(id -u) $GREETING\"\n",
+        ),
+    ];
+    spec.files
+        .extend(files.map(|(p, c)| (p.to_string(), c.to_string())));
+    let mut c = Container::start(host, spec);
+    c.wait_stdout("ready");
+    let start = c.wait_log("vigil starting");
+    assert_eq!(start["uid"], 65534, "{start}");
+    for line in [
+        "pre-start as 65534",
+        "root ro",
+        "app as 65534 from-seed seed-uid 65534",
+    ] {
+        assert!(c.stdout_has(line), "no {line:?} on stdout");
+    }
+    c.kill("TERM");
+    let (status, _) = c.wait_exit(Duration::from_secs(10));
+    assert_eq!(status, 0);
+    assert!(c.stdout_has("app TERM"));
+    assert!(
+        c.stdout_has("post-stop as 65534 from-seed"),
+        "the post-stop ran"
+    );
+    let seeded = c.log("environment seeded").expect("environment seeded");
+    assert_eq!(seeded["keys"], json!(["GREETING", "SEED_UID"]), "{seeded}");
 }
