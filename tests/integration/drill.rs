@@ -9,7 +9,7 @@
 
 use crate::util::{
     CEILING, LOOP, Mode, SLACK, Scratch, Vigil, closed_port, instant_of_wall, is_root, poll_until,
-    require, secs, term_ignorer, vigil, vigil_bin, watch,
+    require, rfc3339_secs, secs, term_ignorer, vigil, vigil_bin, watch,
 };
 use serde_json::Value;
 use std::process::{Command, Stdio};
@@ -318,23 +318,6 @@ fn fail_ignored_term(mode: Mode) {
     let drain = d.f64("drain_s");
     // The contract's deadline (timeout + 0.5 s), with room for a loaded machine.
     assert!((0.5..=1.0 + 0.5).contains(&drain), "drain_s {drain}");
-}
-
-/// Seconds since the epoch of `2026-11-22T00:08:50.815Z`.
-pub(crate) fn rfc3339_secs(ts: &str) -> f64 {
-    let num = |a: usize, b: usize| -> i64 { ts[a..b].parse().expect("a number in ts") };
-    let (y, m, d) = (num(0, 4), num(5, 7), num(8, 10));
-    let (hh, mm) = (num(11, 13), num(14, 16));
-    let ss: f64 = ts[17..ts.len() - 1].parse().expect("seconds in ts");
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    (days * 86_400 + hh * 3600 + mm * 60) as f64 + ss
 }
 
 /// The app exits 0 on SIGTERM but its background child ignores it and has to be killed at the

@@ -5,11 +5,10 @@
 //! The apps here are `sh` with busybox `nc` as their listener, and probe scripts that append a
 //! line per run to a file, so the test counts probe attempts without asking vigil.
 
-use crate::drill::rfc3339_secs;
 use crate::health::{Answer, HttpServer, TcpTarget, V4, at, free_port_on, polite_app, request};
 use crate::util::{
-    ANY_PORT, CEILING, LOOP, Mode, Scratch, closed_port, poll_until, secs, sleep_until, vigil,
-    wait_until,
+    ANY_PORT, CEILING, LOOP, Mode, Scratch, closed_port, poll_until, rfc3339_secs, secs,
+    sleep_until, vigil, wait_until,
 };
 use nix::sys::signal::Signal;
 use nix::sys::socket::{Backlog, listen};

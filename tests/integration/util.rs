@@ -174,6 +174,23 @@ pub fn instant_of_wall(wall: f64) -> Instant {
     }
 }
 
+/// Seconds since the epoch of `2026-11-22T00:08:50.815Z`.
+pub fn rfc3339_secs(ts: &str) -> f64 {
+    let num = |a: usize, b: usize| -> i64 { ts[a..b].parse().expect("a number in ts") };
+    let (y, m, d) = (num(0, 4), num(5, 7), num(8, 10));
+    let (hh, mm) = (num(11, 13), num(14, 16));
+    let ss: f64 = ts[17..ts.len() - 1].parse().expect("seconds in ts");
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + hh * 3600 + mm * 60) as f64 + ss
+}
+
 // ---------------------------------------------------------------------------------------------
 // /proc
 
@@ -598,6 +615,7 @@ pub struct Builder {
     setup: String,
     tty: bool,
     stall_stderr: bool,
+    net: bool,
     scratch: Option<Scratch>,
 }
 
@@ -611,6 +629,7 @@ pub fn vigil<S: AsRef<str>>(args: &[S]) -> Builder {
         setup: String::new(),
         tty: false,
         stall_stderr: false,
+        net: false,
         scratch: None,
     }
 }
@@ -684,6 +703,13 @@ impl Builder {
         self
     }
 
+    /// Gives the namespace a network namespace of its own with only loopback up, so servers can
+    /// listen on fixed ports. Sockets reach it through `/proc/<vigil>/ns/net`.
+    pub fn net(mut self) -> Builder {
+        self.net = true;
+        self
+    }
+
     pub fn pid1(self) -> Vigil {
         self.start(Mode::Pid1)
     }
@@ -695,25 +721,32 @@ impl Builder {
     pub fn start(self, mode: Mode) -> Vigil {
         let ns = mode == Mode::Pid1 || can_unshare();
         assert!(
-            ns || (self.setup.is_empty() && !self.tty),
+            ns || (self.setup.is_empty() && !self.tty && !self.net),
             "this test needs `unshare`"
         );
+        let setup = if self.net {
+            format!("ip link set lo up || exit 98\n{}", self.setup)
+        } else {
+            self.setup.clone()
+        };
         let holder = mode == Mode::Subreaper && ns && !self.tty;
         let mut argv: Vec<String> = Vec::new();
         if ns {
             let script = match mode {
-                Mode::Pid1 => format!("{}exec \"$@\"", self.setup),
+                Mode::Pid1 => format!("{setup}exec \"$@\""),
                 // `"$@"; exit $?` rather than a bare `"$@"`, which dash might exec in place.
-                Mode::Subreaper if self.tty => format!("{}\"$@\"; exit $?", self.setup),
+                Mode::Subreaper if self.tty => format!("{setup}\"$@\"; exit $?"),
                 // After vigil exits the holder waits for the test to close its stdin.
-                Mode::Subreaper => format!(
-                    "{}\"$@\" </dev/null; s=$?; read _ || :; exit $s",
-                    self.setup
-                ),
+                Mode::Subreaper => {
+                    format!("{setup}\"$@\" </dev/null; s=$?; read _ || :; exit $s")
+                }
             };
             argv.extend(
                 ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"].map(String::from),
             );
+            if self.net {
+                argv.push("--net".into());
+            }
             argv.extend(["sh".into(), "-c".into(), script, "vigil-ns".into()]);
         } else {
             eprintln!(
@@ -834,6 +867,16 @@ impl Vigil {
         })
     }
 
+    /// vigil's own process if it has been exec'd, without waiting (remembered as by
+    /// [`Vigil::proc`]).
+    pub fn running(&self) -> Option<ProcRef> {
+        if let Some(p) = self.vigil.get() {
+            return Some(*p);
+        }
+        let p = self.find()?;
+        Some(*self.vigil.get_or_init(|| p))
+    }
+
     /// vigil's host pid.
     pub fn pid(&self) -> i32 {
         self.proc().pid
@@ -846,6 +889,12 @@ impl Vigil {
         let t = Instant::now();
         kill(Pid::from_raw(p.pid), sig).expect("kill(vigil)");
         t
+    }
+
+    /// Whether the test's direct child (unshare, or vigil itself) has exited: vigil is gone and
+    /// [`Vigil::wait_exit`] returns at once.
+    pub fn has_exited(&mut self) -> bool {
+        self.root.try_wait().ok().flatten().is_some()
     }
 
     /// Waits (up to `ceiling`) until vigil's process is gone, returning when the test saw that.
