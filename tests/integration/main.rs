@@ -45,6 +45,7 @@ mod probing;
 mod reaping;
 mod runc;
 mod security;
+mod servers;
 mod signals;
 mod stress;
 mod user;

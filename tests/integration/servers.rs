@@ -1,0 +1,486 @@
+//! Real servers from Debian packages under the built vigil (issue 11): nginx, postgres, redis,
+//! gunicorn, haproxy and apache, each started as root with `--user` and run by vigil as PID 1 of
+//! fresh pid and network namespaces, as a container runtime would. Each case waits until vigil's
+//! own `/readyz` says the probe passed, checks that vigil, the app and every process of the app
+//! run as the user with NoNewPrivs 1, starts a drain by signalling vigil the way a runtime does,
+//! and asserts the exit status, the drain's timing and steps from vigil's JSON log lines, that no
+//! zombie lingered, and what the server itself says about its stop (its own log, a client's
+//! answer, the files it saved).
+//!
+//! Each test has a network namespace of its own (`Builder::net`), so servers listen on fixed
+//! ports without colliding; the test reaches them, and vigil's health listener, from a thread that
+//! joined that namespace (`Net`). A missing server binary or user skips through `util::require`.
+//!
+//! Checks of the contract are collected ([`Checks`]) rather than stopping at the first, so one
+//! run shows every promise a server case breaks; setting a case up still fails at once.
+
+mod data;
+mod gunicorn;
+mod web;
+
+use crate::util::{
+    Builder, CEILING, ProcRef, SLACK, Vigil, descendants, poll_until, require, require_root,
+    rfc3339_secs, secs, stat, status_field, vigil,
+};
+use nix::sched::{CloneFlags, setns};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// vigil's health listener, inside each test's own network namespace.
+const HEALTH: u16 = 8086;
+
+/// How long a server may take to start and pass its first probe on a loaded machine.
+const START: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// What a case needs
+
+/// The user a server runs as.
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The user `name` when this machine can run a server case with it: root, namespaces, every
+/// binary in `bins` and the user exist. Otherwise skips (see `util::require`).
+fn usable(bins: &[&str], name: &str) -> Option<Account> {
+    if !require_root() {
+        return None;
+    }
+    for bin in bins {
+        if !require(
+            Path::new(bin).exists(),
+            &format!("needs {bin} (.ci/run installs its package)"),
+        ) {
+            return None;
+        }
+    }
+    let user = nix::unistd::User::from_name(name).ok().flatten();
+    if !require(user.is_some(), &format!("needs the user {name}")) {
+        return None;
+    }
+    let user = user.expect("checked");
+    Some(Account {
+        name: name.to_string(),
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+    })
+}
+
+/// Gives `path` and everything below it to `acct`, as an image's `chown -R` would.
+fn chown_tree(path: &Path, acct: &Account) {
+    std::os::unix::fs::chown(path, Some(acct.uid), Some(acct.gid))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path).expect("read_dir") {
+            chown_tree(&entry.expect("dir entry").path(), acct);
+        }
+    }
+}
+
+/// vigil as root with `--user`, its health listener on [`HEALTH`], probing every second,
+/// `opts`, then `-- cmd`, in its own network namespace, working directory `dir` (the dropped user
+/// may not enter the test's).
+fn server(acct: &Account, dir: &Path, opts: &[&str], cmd: &[&str]) -> Builder {
+    let listen = format!("127.0.0.1:{HEALTH}");
+    let mut args = vec!["--user", &acct.name, "--health-listen", &listen];
+    args.extend_from_slice(&["--probe-interval", "1"]);
+    args.extend_from_slice(opts);
+    args.push("--");
+    args.extend_from_slice(cmd);
+    vigil(&args)
+        .net()
+        .setup(&format!("cd {} || exit 97", dir.display()))
+}
+
+/// Starts `b` as PID 1 and waits until the app is spawned; vigil exiting first fails the test.
+fn start(b: Builder) -> (Vigil, Net) {
+    let mut v = b.pid1();
+    let mut net = None;
+    poll_until(CEILING, || {
+        if v.has_exited() {
+            return true;
+        }
+        let spawned = !v.logs_with("app spawned").is_empty();
+        net = v
+            .running()
+            .filter(|_| spawned)
+            .and_then(|p| Net::open(p.pid));
+        net.is_some()
+    });
+    match net {
+        Some(net) => (v, net),
+        None => {
+            let code = v.wait_exit(CEILING).code;
+            panic!(
+                "vigil exited {code} before it spawned the app\n{}",
+                v.dump()
+            );
+        }
+    }
+}
+
+/// Runs `argv` as `acct` in `dir` (util-linux setpriv) to completion, as an image's build step
+/// would (initdb); its output goes to `dir`/setup.log.
+fn run_as(acct: &Account, dir: &Path, argv: &[&str]) {
+    let log = dir.join("setup.log");
+    let out = File::create(&log).expect("create setup.log");
+    let (uid, gid) = (acct.uid.to_string(), acct.gid.to_string());
+    let mut child = Command::new("setpriv")
+        .args(["--reuid", &uid, "--regid", &gid, "--clear-groups", "--"])
+        .args(argv)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn setpriv");
+    let mut status = None;
+    poll_until(secs(60.0), || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{argv:?} as {}: {status:?}\n{text}",
+        acct.name
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+
+/// Contract checks of one case, collected: [`Checks::finish`] fails the test with all of them.
+pub struct Checks {
+    failed: Vec<String>,
+}
+
+impl Checks {
+    pub fn new() -> Checks {
+        Checks { failed: Vec::new() }
+    }
+
+    pub fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            self.failed.push(what());
+        }
+    }
+
+    /// Fails the test when any check failed, listing them all with vigil's output.
+    pub fn finish(mut self, v: &Vigil) {
+        let failed = std::mem::take(&mut self.failed);
+        assert!(
+            failed.is_empty(),
+            "{} check(s) failed:\n- {}\n{}",
+            failed.len(),
+            failed.join("\n- "),
+            v.dump()
+        );
+    }
+}
+
+impl Drop for Checks {
+    /// A case that stops on a hard failure still shows the checks that failed before it.
+    fn drop(&mut self) {
+        if !self.failed.is_empty() {
+            eprintln!(
+                "checks failed before the test stopped:\n- {}",
+                self.failed.join("\n- ")
+            );
+        }
+    }
+}
+
+/// vigil, the app and every process below the app run as `acct` (all four uid and gid fields)
+/// with NoNewPrivs 1.
+pub fn check_dropped(c: &mut Checks, v: &Vigil, app: ProcRef, acct: &Account) {
+    let mut procs = vec![("vigil", v.pid()), ("the app", app.pid)];
+    procs.extend(
+        descendants(app.pid)
+            .into_iter()
+            .map(|p| ("a process of the app", p)),
+    );
+    for (what, pid) in procs {
+        let Some(comm) = stat(pid).map(|s| s.comm) else {
+            continue;
+        };
+        let ids = |key: &str| {
+            status_field(pid, key).map(|v| {
+                v.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+        };
+        let (Some(uid), Some(gid)): (Option<Vec<u32>>, Option<Vec<u32>>) = (ids("Uid"), ids("Gid"))
+        else {
+            continue;
+        };
+        c.check(uid == vec![acct.uid; 4] && gid == vec![acct.gid; 4], || {
+            format!(
+                "{what} (pid {pid}, {comm}) runs as Uid {uid:?} Gid {gid:?}, not {}",
+                acct.name
+            )
+        });
+        let nnp = status_field(pid, "NoNewPrivs");
+        c.check(nnp.as_deref() == Some("1"), || {
+            format!("{what} (pid {pid}, {comm}) has NoNewPrivs {nnp:?}, not 1")
+        });
+    }
+}
+
+/// After a drain signal at `t0`: `/readyz` answers 503 within 1 s (vigil stays until the app has
+/// stopped, which takes longer in the cases that check this).
+pub fn check_unready(c: &mut Checks, net: &Net, t0: Instant) {
+    let mut last = None;
+    let failed = poll_until(secs(1.0), || {
+        last = net.readyz();
+        last == Some(503)
+    });
+    c.check(failed, || {
+        format!(
+            "/readyz did not fail within 1 s of the drain signal (took {:?}, last answer {last:?})",
+            t0.elapsed()
+        )
+    });
+}
+
+/// How a drain ended.
+pub struct Drained {
+    pub code: i32,
+    /// From just before the drain signal until the test saw vigil gone.
+    pub took: Duration,
+}
+
+/// Waits for vigil to exit after a drain signal at `t0`, looking every 10 ms for zombies in its
+/// tree: a process may be one for a moment between its exit and its parent's wait, never for
+/// half a second.
+pub fn end_drain(c: &mut Checks, v: &mut Vigil, t0: Instant, ceiling: Duration) -> Drained {
+    let me = v.proc();
+    let mut first_seen: HashMap<i32, Instant> = HashMap::new();
+    let mut lingered: Vec<String> = Vec::new();
+    poll_until(ceiling, || {
+        let now = Instant::now();
+        let tree = v.tree();
+        first_seen.retain(|p, _| tree.contains(p));
+        for p in tree {
+            let Some(s) = stat(p).filter(|s| s.state == 'Z') else {
+                first_seen.remove(&p);
+                continue;
+            };
+            let since = *first_seen.entry(p).or_insert(now);
+            if now - since > secs(0.5) && !lingered.iter().any(|l| l.starts_with(&format!("{p} ")))
+            {
+                lingered.push(format!("{p} ({}) parent {}", s.comm, s.ppid));
+            }
+        }
+        !me.alive()
+    });
+    let exit = v.wait_exit(CEILING);
+    c.check(lingered.is_empty(), || {
+        format!("zombies lingered over 0.5 s: {lingered:?}")
+    });
+    Drained {
+        code: exit.code,
+        took: exit.at.saturating_duration_since(t0),
+    }
+}
+
+/// vigil's log lines of a clean drain: started by `drain_sig`, `stop_sig` forwarded to the app,
+/// the app exited 0 and vigil with it, no forced kill, within `timeout` + 0.5 s.
+pub fn check_clean_drain(
+    c: &mut Checks,
+    v: &Vigil,
+    d: &Drained,
+    (drain_sig, stop_sig): (&str, &str),
+    timeout: f64,
+) {
+    c.check(d.code == 0, || format!("vigil exited {}, not 0", d.code));
+    let limit = secs(timeout + 0.5) + SLACK;
+    c.check(d.took <= limit, || {
+        format!(
+            "vigil took {:?} after the drain signal, over {limit:?}",
+            d.took
+        )
+    });
+    let started = v.logs_with("drain started");
+    c.check(started.iter().any(|l| l["signal"] == drain_sig), || {
+        format!("no \"drain started\" line with signal {drain_sig}: {started:?}")
+    });
+    let forwarded = v.logs_with("signal forwarded");
+    c.check(forwarded.iter().any(|l| l["signal"] == stop_sig), || {
+        format!("{stop_sig} was not forwarded: {forwarded:?}")
+    });
+    let exited = v.logs_with("app exited");
+    c.check(exited.iter().any(|l| l["code"] == 0), || {
+        format!("the app did not exit 0: {exited:?}")
+    });
+    let forced = v.logs_with("forced kill");
+    c.check(forced.is_empty(), || format!("a forced kill: {forced:?}"));
+    let exiting = v.logs_with("exiting");
+    c.check(exiting.iter().any(|l| l["code"] == 0), || {
+        format!("no \"exiting\" line with code 0: {exiting:?}")
+    });
+}
+
+/// Seconds between two of vigil's log lines (millisecond steps).
+pub fn log_gap(from: &Value, to: &Value) -> f64 {
+    let at = |l: &Value| rfc3339_secs(l["ts"].as_str().expect("every log line has a ts"));
+    at(to) - at(from)
+}
+
+/// Whether any of vigil's stderr lines (the app's own log when it logs to stderr) holds `text`.
+pub fn stderr_has(v: &Vigil, text: &str) -> bool {
+    v.stderr().iter().any(|l| l.contains(text))
+}
+
+pub fn stdout_has(v: &Vigil, text: &str) -> bool {
+    v.stdout().iter().any(|l| l.contains(text))
+}
+
+/// The processes whose parent is `pid`.
+pub fn children(pid: i32) -> Vec<i32> {
+    descendants(pid)
+        .into_iter()
+        .filter(|&p| stat(p).is_some_and(|s| s.ppid == pid && s.state != 'Z'))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test's way into the namespace
+
+/// vigil's network namespace: sockets opened by [`Net::run`] and [`Net::spawn`] live there.
+pub struct Net {
+    ns: Arc<File>,
+}
+
+impl Net {
+    /// The network namespace of process `pid`, while it runs.
+    fn open(pid: i32) -> Option<Net> {
+        let ns = File::open(format!("/proc/{pid}/ns/net")).ok()?;
+        Some(Net { ns: Arc::new(ns) })
+    }
+
+    /// Runs `f` on a new thread that joined the namespace (network namespaces are per thread).
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
+        let ns = Arc::clone(&self.ns);
+        thread::spawn(move || {
+            setns(ns.as_ref(), CloneFlags::CLONE_NEWNET).expect("setns into vigil's network");
+            f()
+        })
+    }
+
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn(f)
+            .join()
+            .expect("the thread in vigil's network panicked")
+    }
+
+    /// The status code of `GET /readyz` on vigil's health listener, None when it does not answer.
+    pub fn readyz(&self) -> Option<u16> {
+        self.run(|| {
+            http_get(HEALTH, "/readyz", secs(1.0), None)
+                .ok()
+                .map(|a| a.code)
+        })
+    }
+
+    /// Waits until `/readyz` is 200: vigil's probe of the server passed. A server that exits
+    /// first fails the test at once.
+    pub fn wait_ready(&self, v: &mut Vigil) {
+        let mut last = None;
+        poll_until(START, || {
+            last = self.readyz();
+            last == Some(200) || v.has_exited()
+        });
+        if v.has_exited() {
+            let code = v.wait_exit(CEILING).code;
+            panic!("vigil exited {code} before the app was ready\n{}", v.dump());
+        }
+        assert!(
+            last == Some(200),
+            "/readyz never 200 within {START:?} (last {last:?})\n{}",
+            v.dump()
+        );
+    }
+}
+
+/// An HTTP answer read to the end of the connection.
+#[derive(Debug)]
+pub struct Answer {
+    pub code: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+/// `GET path` on 127.0.0.1:`port` with `Connection: close`, read until the server closes;
+/// `progress` counts the bytes as they come. Call it inside the namespace ([`Net`]).
+pub fn http_get(
+    port: u16,
+    path: &str,
+    timeout: Duration,
+    progress: Option<Arc<AtomicUsize>>,
+) -> std::io::Result<Answer> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: vigil-tests\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut all = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&chunk[..n]);
+        if let Some(p) = &progress {
+            p.store(all.len(), Ordering::Relaxed);
+        }
+    }
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no answer head in {} bytes", all.len())))?;
+    let head = String::from_utf8_lossy(&all[..end]).into_owned();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status code: {head:?}")))?;
+    Ok(Answer {
+        code,
+        head,
+        body: all[end + 4..].to_vec(),
+    })
+}
+
+/// The answer's `Content-Length`.
+pub fn content_length(a: &Answer) -> Option<usize> {
+    a.head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())?
+    })
+}
