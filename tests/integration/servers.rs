@@ -243,17 +243,18 @@ pub fn check_dropped(c: &mut Checks, v: &Vigil, app: ProcRef, acct: &Account) {
     }
 }
 
-/// After a drain signal at `t0`: `/readyz` answers 503 within 1 s (vigil stays until the app has
-/// stopped, which takes longer in the cases that check this).
+/// After a drain signal at `t0`: `/readyz` answers 503 in phase `draining` within 1 s (vigil
+/// stays until the app has stopped, which takes longer in the cases that check this).
 pub fn check_unready(c: &mut Checks, net: &Net, t0: Instant) {
     let mut last = None;
-    let failed = poll_until(secs(1.0), || {
+    let draining = poll_until(secs(1.0), || {
         last = net.readyz();
-        last == Some(503)
+        last.as_ref()
+            .is_some_and(|(code, body)| *code == 503 && body["phase"] == "draining")
     });
-    c.check(failed, || {
+    c.check(draining, || {
         format!(
-            "/readyz did not fail within 1 s of the drain signal (took {:?}, last answer {last:?})",
+            "/readyz did not say draining within 1 s of the drain signal (took {:?}, last {last:?})",
             t0.elapsed()
         )
     });
@@ -266,33 +267,35 @@ pub struct Drained {
     pub took: Duration,
 }
 
-/// Waits for vigil to exit after a drain signal at `t0`, looking every 10 ms for zombies in its
-/// tree: a process may be one for a moment between its exit and its parent's wait, never for
-/// half a second.
+/// Waits for vigil to exit after a drain signal at `t0`, looking every 10 ms for zombies vigil
+/// has to reap (the app, orphans): one may be there for a moment between its exit and vigil's
+/// wait, never for half a second. (Zombies of the app's own children are the app's to reap:
+/// apache's parent collects its children about once a second.)
 pub fn end_drain(c: &mut Checks, v: &mut Vigil, t0: Instant, ceiling: Duration) -> Drained {
     let me = v.proc();
     let mut first_seen: HashMap<i32, Instant> = HashMap::new();
     let mut lingered: Vec<String> = Vec::new();
     poll_until(ceiling, || {
         let now = Instant::now();
-        let tree = v.tree();
-        first_seen.retain(|p, _| tree.contains(p));
-        for p in tree {
-            let Some(s) = stat(p).filter(|s| s.state == 'Z') else {
-                first_seen.remove(&p);
-                continue;
-            };
-            let since = *first_seen.entry(p).or_insert(now);
-            if now - since > secs(0.5) && !lingered.iter().any(|l| l.starts_with(&format!("{p} ")))
-            {
-                lingered.push(format!("{p} ({}) parent {}", s.comm, s.ppid));
+        let zombies: Vec<_> = v
+            .tree()
+            .into_iter()
+            .filter_map(stat)
+            .filter(|s| s.state == 'Z' && s.ppid == me.pid)
+            .collect();
+        first_seen.retain(|p, _| zombies.iter().any(|z| z.pid == *p));
+        for z in zombies {
+            let since = *first_seen.entry(z.pid).or_insert(now);
+            let seen = format!("{} ({})", z.pid, z.comm);
+            if now - since > secs(0.5) && !lingered.contains(&seen) {
+                lingered.push(seen);
             }
         }
         !me.alive()
     });
     let exit = v.wait_exit(CEILING);
     c.check(lingered.is_empty(), || {
-        format!("zombies lingered over 0.5 s: {lingered:?}")
+        format!("vigil left zombies unreaped over 0.5 s: {lingered:?}")
     });
     Drained {
         code: exit.code,
@@ -393,12 +396,15 @@ impl Net {
             .expect("the thread in vigil's network panicked")
     }
 
-    /// The status code of `GET /readyz` on vigil's health listener, None when it does not answer.
-    pub fn readyz(&self) -> Option<u16> {
+    /// `GET /readyz` on vigil's health listener: the code and the JSON body, None when it does
+    /// not answer.
+    pub fn readyz(&self) -> Option<(u16, Value)> {
         self.run(|| {
-            http_get(HEALTH, "/readyz", secs(1.0), None)
-                .ok()
-                .map(|a| a.code)
+            let a = http_get(HEALTH, "/readyz", secs(1.0), None).ok()?;
+            Some((
+                a.code,
+                serde_json::from_slice(&a.body).unwrap_or(Value::Null),
+            ))
         })
     }
 
@@ -408,14 +414,14 @@ impl Net {
         let mut last = None;
         poll_until(START, || {
             last = self.readyz();
-            last == Some(200) || v.has_exited()
+            last.as_ref().is_some_and(|(code, _)| *code == 200) || v.has_exited()
         });
         if v.has_exited() {
             let code = v.wait_exit(CEILING).code;
             panic!("vigil exited {code} before the app was ready\n{}", v.dump());
         }
         assert!(
-            last == Some(200),
+            last.as_ref().is_some_and(|(code, _)| *code == 200),
             "/readyz never 200 within {START:?} (last {last:?})\n{}",
             v.dump()
         );
