@@ -7,8 +7,9 @@ use super::{
     Checks, check_clean_drain, check_dropped, check_unready, children, chown_tree, end_drain,
     http_get, server, start, stderr_has, usable,
 };
-use crate::util::{CEILING, Scratch, poll_until, secs, wait_until};
+use crate::util::{CEILING, SLACK, Scratch, poll_until, secs, wait_until};
 use nix::sys::signal::Signal;
+use std::time::Instant;
 
 const GUNICORN: &str = "/usr/bin/gunicorn";
 
@@ -78,7 +79,10 @@ fn gunicorn_ttin_then_term_mid_request() {
     });
     check_dropped(&mut c, &v, app, &acct);
 
-    let slow = net.spawn(|| http_get(8000, "/slow", secs(20.0), None));
+    let slow = net.spawn(|| {
+        let answer = http_get(8000, "/slow", secs(20.0), None);
+        (answer, Instant::now())
+    });
     wait_until("the slow request has started", CEILING, || {
         s.path("slow.started").exists()
     });
@@ -86,7 +90,10 @@ fn gunicorn_ttin_then_term_mid_request() {
     check_unready(&mut c, &net, t0);
     let d = end_drain(&mut c, &mut v, t0, secs(8.5) + CEILING);
     check_clean_drain(&mut c, &v, &d, ("SIGTERM", "SIGTERM"), 8.0);
-    let answer = slow.join().expect("the request thread");
+    let (answer, done) = slow.join().expect("the request thread");
+    c.check(d.at + SLACK >= done, || {
+        format!("vigil was gone {:?} before the request ended", done - d.at)
+    });
     c.check(
         answer
             .as_ref()

@@ -7,10 +7,11 @@ use super::{
     Checks, check_clean_drain, check_dropped, check_unready, chown_tree, content_length, end_drain,
     http_get, server, start, stderr_has, stdout_has, usable,
 };
-use crate::util::{CEILING, Scratch, secs, wait_until};
+use crate::util::{CEILING, SLACK, Scratch, secs, wait_until};
 use nix::sys::signal::Signal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 const NGINX: &str = "/usr/sbin/nginx";
 const HAPROXY: &str = "/usr/sbin/haproxy";
@@ -81,7 +82,10 @@ fn nginx_quit_finishes_a_download() {
 
     let progress = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&progress);
-    let download = net.spawn(move || http_get(8080, "/big", secs(20.0), Some(seen)));
+    let download = net.spawn(move || {
+        let answer = http_get(8080, "/big", secs(20.0), Some(seen));
+        (answer, Instant::now())
+    });
     wait_until("the download is under way", CEILING, || {
         progress.load(Ordering::Relaxed) >= 128 * 1024
     });
@@ -92,7 +96,10 @@ fn nginx_quit_finishes_a_download() {
     let d = end_drain(&mut c, &mut v, t0, secs(8.0 + 0.5) + CEILING);
     check_clean_drain(&mut c, &v, &d, ("SIGQUIT", "SIGQUIT"), 8.0);
 
-    let got = download.join().expect("the download thread");
+    let (got, done) = download.join().expect("the download thread");
+    c.check(d.at + SLACK >= done, || {
+        format!("vigil was gone {:?} before the download ended", done - d.at)
+    });
     match &got {
         Ok(a) => {
             c.check(a.code == 200 && content_length(a) == Some(BIG), || {
