@@ -301,7 +301,8 @@ pub fn end_drain(c: &mut Checks, v: &mut Vigil, t0: Instant, ceiling: Duration) 
 }
 
 /// vigil's log lines of a clean drain: started by `drain_sig`, `stop_sig` forwarded to the app,
-/// the app exited 0 and vigil with it, no forced kill, within `timeout` + 0.5 s.
+/// the app exited 0 leaving nothing behind and vigil with it, no forced kill, within `timeout` +
+/// 0.5 s. Prints the figure (`--nocapture` shows it).
 pub fn check_clean_drain(
     c: &mut Checks,
     v: &Vigil,
@@ -309,6 +310,12 @@ pub fn check_clean_drain(
     (drain_sig, stop_sig): (&str, &str),
     timeout: f64,
 ) {
+    eprintln!(
+        "{}: vigil exited {} {:.2} s after {drain_sig}",
+        std::thread::current().name().unwrap_or("?"),
+        d.code,
+        d.took.as_secs_f64()
+    );
     c.check(d.code == 0, || format!("vigil exited {}, not 0", d.code));
     let limit = secs(timeout + 0.5) + SLACK;
     c.check(d.took <= limit, || {
@@ -328,6 +335,10 @@ pub fn check_clean_drain(
     let exited = v.logs_with("app exited");
     c.check(exited.iter().any(|l| l["code"] == 0), || {
         format!("the app did not exit 0: {exited:?}")
+    });
+    let leftovers = v.logs_with("terminating leftovers");
+    c.check(leftovers.is_empty(), || {
+        format!("the app left processes behind: {leftovers:?}")
     });
     let forced = v.logs_with("forced kill");
     c.check(forced.is_empty(), || format!("a forced kill: {forced:?}"));
