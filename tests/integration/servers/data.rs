@@ -64,7 +64,7 @@ fn postgres(acct: &Account, dir: &Path, stop: &[&str]) -> (Vigil, Net) {
         bin.join("pg_isready").display(),
         dir.display()
     );
-    let mut opts = vec!["--probe-exec", &probe, "--drain-timeout", "8"];
+    let mut opts = vec!["--probe-exec", probe.as_str()];
     opts.extend_from_slice(stop);
     let postgres = bin.join("postgres").to_string_lossy().into_owned();
     let data = dir.join("data").to_string_lossy().into_owned();
@@ -81,21 +81,16 @@ fn postgres(acct: &Account, dir: &Path, stop: &[&str]) -> (Vigil, Net) {
     start(server(acct, dir, &opts, &cmd))
 }
 
-/// Postgres as the postgres user with one idle client: SIGTERM starts its smart shutdown, which
-/// waits for that client; INT 3 s later (`--stop-signal TERM,INT@3`) makes it a fast shutdown
-/// that ends clean, exit 0, before the 8 s deadline. The next start finds a cluster that was shut
-/// down, no crash recovery.
-#[test]
-fn postgres_escalates_to_fast_shutdown() {
+/// A fresh cluster in a scratch dir owned by the postgres user (initdb as that user, trust
+/// authentication); None when the case is skipped.
+fn cluster() -> Option<(Account, Scratch)> {
     let bin = pg_bin();
     let bins = ["postgres", "initdb", "pg_isready"].map(|b| bin.join(b));
     let bins = bins
         .iter()
         .map(|b| b.to_str().expect("utf-8 path"))
         .collect::<Vec<_>>();
-    let Some(acct) = usable(&bins, "postgres") else {
-        return;
-    };
+    let acct = usable(&bins, "postgres")?;
     let s = Scratch::new();
     chown_tree(&s.dir, &acct);
     let data = s.p("data");
@@ -114,8 +109,20 @@ fn postgres_escalates_to_fast_shutdown() {
         "--locale=C",
     ];
     run_as(&acct, &s.dir, &argv);
+    Some((acct, s))
+}
 
-    let (mut v, net) = postgres(&acct, &s.dir, &["--stop-signal", "TERM,INT@3"]);
+/// Postgres as the postgres user with one idle client: SIGTERM starts its smart shutdown, which
+/// waits for that client; INT 3 s later (`--stop-signal TERM,INT@3`) makes it a fast shutdown
+/// that ends clean, exit 0, before the 8 s deadline. The next start finds a cluster that was shut
+/// down, no crash recovery.
+#[test]
+fn postgres_escalates_to_fast_shutdown() {
+    let Some((acct, s)) = cluster() else {
+        return;
+    };
+    let stop = ["--drain-timeout", "8", "--stop-signal", "TERM,INT@3"];
+    let (mut v, net) = postgres(&acct, &s.dir, &stop);
     let mut c = Checks::new();
     net.wait_ready(&mut v);
     check_dropped(&mut c, &v, v.app(), &acct);
@@ -163,7 +170,7 @@ fn postgres_escalates_to_fast_shutdown() {
     c.finish(&v);
 
     // The next start: a clean shutdown checkpoint, no recovery. Plain TERM ends it at once now.
-    let (mut v, net) = postgres(&acct, &s.dir, &[]);
+    let (mut v, net) = postgres(&acct, &s.dir, &["--drain-timeout", "8"]);
     let mut c = Checks::new();
     net.wait_ready(&mut v);
     c.check(stderr_has(&v, "database system was shut down at"), || {
@@ -179,6 +186,44 @@ fn postgres_escalates_to_fast_shutdown() {
         });
     }
     let t0 = v.signal(Signal::SIGTERM);
+    let d = end_drain(&mut c, &mut v, t0, secs(8.5) + CEILING);
+    check_clean_drain(&mut c, &v, &d, ("SIGTERM", "SIGTERM"), 8.0);
+    c.finish(&v);
+}
+
+/// The control: with plain TERM the smart shutdown waits for the idle client until the SIGKILL
+/// at the deadline (2 s here; issue 11 saw the default 9 s), and the next start has to recover.
+/// The case above passes only because the INT step avoids this.
+#[test]
+fn postgres_smart_shutdown_alone_is_killed() {
+    let Some((acct, s)) = cluster() else {
+        return;
+    };
+    let (mut v, net) = postgres(&acct, &s.dir, &["--drain-timeout", "2"]);
+    net.wait_ready(&mut v);
+    let _client = pg_idle_client(&s.dir);
+    let t0 = v.signal(Signal::SIGTERM);
+    let mut c = Checks::new();
+    let d = end_drain(&mut c, &mut v, t0, secs(2.5) + CEILING);
+    eprintln!(
+        "control: vigil exited {} {:.2} s after SIGTERM",
+        d.code,
+        d.took.as_secs_f64()
+    );
+    assert_eq!(d.code, 128 + 9, "postgres was not killed\n{}", v.dump());
+    assert!(d.took >= secs(2.0), "killed after {:?}", d.took);
+    assert!(!v.logs_with("forced kill").is_empty(), "{}", v.dump());
+    c.finish(&v);
+
+    let (mut v, net) = postgres(&acct, &s.dir, &["--drain-timeout", "8"]);
+    net.wait_ready(&mut v);
+    assert!(
+        stderr_has(&v, "not properly shut down") && stderr_has(&v, "automatic recovery"),
+        "the restart after a SIGKILL did not recover\n{}",
+        v.dump()
+    );
+    let t0 = v.signal(Signal::SIGTERM);
+    let mut c = Checks::new();
     let d = end_drain(&mut c, &mut v, t0, secs(8.5) + CEILING);
     check_clean_drain(&mut c, &v, &d, ("SIGTERM", "SIGTERM"), 8.0);
     c.finish(&v);
