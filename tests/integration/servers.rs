@@ -82,13 +82,11 @@ fn chown_tree(path: &Path, acct: &Account) {
     }
 }
 
-/// vigil as root with `--user`, its health listener on [`HEALTH`], probing every second,
-/// `opts`, then `-- cmd`, in its own network namespace, working directory `dir` (the dropped user
+/// vigil as root with `--user`, its health listener on [`HEALTH`], `opts`, then `-- cmd`, in its own network namespace, working directory `dir` (the dropped user
 /// may not enter the test's).
 fn server(acct: &Account, dir: &Path, opts: &[&str], cmd: &[&str]) -> Builder {
     let listen = format!("127.0.0.1:{HEALTH}");
     let mut args = vec!["--user", &acct.name, "--health-listen", &listen];
-    args.extend_from_slice(&["--probe-interval", "1"]);
     args.extend_from_slice(opts);
     args.push("--");
     args.extend_from_slice(cmd);
