@@ -202,6 +202,9 @@ fn readiness_follows_the_app_within_the_startup_interval() {
             v.dump()
         );
         eprintln!("{kind}: /readyz 200 {lag:?} after the target listened");
+        // The probe that passed connected before /readyz said 200, but the test's accept
+        // thread may count it only now.
+        wait_until("the passing probe is counted", CEILING, || probes() >= 1);
         let n = probes();
         sleep_until(Instant::now() + secs(1.5));
         assert_eq!(
