@@ -6,14 +6,17 @@
 //! function so precedence (the flag wins over `VIGIL_*`) is unit-tested without touching the
 //! process environment.
 
+use crate::argv;
+use crate::drill_args as drill;
+pub use crate::drill_args::DrillConfig;
 use crate::envvars;
 use crate::error::Error;
-use crate::flags::{ProbeArgs, RunArgs};
+use crate::flags::{DrillArgs, ProbeArgs, RunArgs};
 use crate::log::{Format, Level};
 use crate::privileges::UserSpec;
 use crate::probe::{self, ProbeSpec};
 use crate::sigflags::SignalConfig;
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -24,7 +27,7 @@ use std::time::Duration;
 #[derive(Debug)]
 pub enum Command {
     Run(Config),
-    Drill(Config, Duration),
+    Drill(Config, DrillConfig),
     Probe(ProbeSpec, Duration),
     /// `--help` or `--version` was printed: exit with this status.
     Done(u8),
@@ -73,71 +76,89 @@ pub fn parse(raw: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Result<C
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let run_flags = RunArgs::get_args_info().flags;
+    let drill_flags = DrillArgs::get_args_info().flags;
     match rest.first() {
         Some(&"probe") => parse_probe(&rest[1..]),
         Some(&"drill") => {
-            let Some(run) = run_args("vigil drill", &rest[1..])? else {
+            let split = argv::split(&rest[1..], run_flags, drill_flags, true);
+            if split.help {
+                let _ = write!(std::io::stdout(), "{}", drill::help());
                 return Ok(Command::Done(0));
-            };
-            let after = seconds("--after", run.after.as_deref(), "2", &[])?;
-            let config = Config::from_args(run, raw, env)?;
-            Ok(Command::Drill(config, after))
+            }
+            let drill_args = drill::args(&split.extra)?;
+            let run = run_args(VIGIL_DRILL, &split.main)?;
+            let config = Config::from_args(run, raw, env, VIGIL_DRILL)?;
+            let drill = DrillConfig::from_args(drill_args, &config)?;
+            Ok(Command::Drill(config, drill))
         }
         _ => {
-            let Some(run) = run_args("vigil", &rest)? else {
+            let split = argv::split(&rest, run_flags, drill_flags, true);
+            if split.help {
+                let _ = write!(std::io::stdout(), "{}", run_help());
                 return Ok(Command::Done(0));
-            };
+            }
+            if let Some(flag) = split.extra.first() {
+                return Err(Error::Usage(
+                    format!("only `vigil drill` takes {flag}"),
+                    VIGIL_DRILL,
+                ));
+            }
+            let run = run_args(VIGIL, &split.main)?;
             if run.version {
                 let _ = writeln!(std::io::stdout(), "vigil {}", env!("CARGO_PKG_VERSION"));
                 return Ok(Command::Done(0));
             }
-            if let Some(after) = run.after {
-                return Err(Error::bad(
-                    "--after",
-                    &after,
-                    "only `vigil drill` takes --after",
-                ));
-            }
-            Ok(Command::Run(Config::from_args(run, raw, env)?))
+            Ok(Command::Run(Config::from_args(run, raw, env, VIGIL)?))
         }
     }
 }
 
-/// argh's parse, with `--help` printed here (exit 0) and its errors made one line (exit 2).
-fn run_args(name: &str, rest: &[&str]) -> Result<Option<RunArgs>, Error> {
-    match RunArgs::from_args(&[name], rest) {
-        Ok(run) => Ok(Some(run)),
-        Err(early) if early.status.is_ok() => {
-            let _ = write!(std::io::stdout(), "{}", early.output);
-            Ok(None)
-        }
-        Err(early) => Err(Error::Usage(first_line(&early.output))),
-    }
+pub const VIGIL: &str = "vigil";
+pub const VIGIL_DRILL: &str = "vigil drill";
+const VIGIL_PROBE: &str = "vigil probe";
+
+/// argh's parse, its errors made one line (exit 2). `--help` never gets here (`argv::split`).
+fn run_args(name: &'static str, words: &[String]) -> Result<RunArgs, Error> {
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    RunArgs::from_args(&[name], &words)
+        .map_err(|early| Error::Usage(first_line(&early.output), name))
 }
 
 /// `vigil --help`, as argh prints it.
 pub fn run_help() -> String {
-    match RunArgs::from_args(&["vigil"], &["--help"]) {
+    match RunArgs::from_args(&[VIGIL], &["--help"]) {
         Err(early) => early.output,
         Ok(_) => String::new(),
     }
 }
 
 fn parse_probe(rest: &[&str]) -> Result<Command, Error> {
-    let args = match ProbeArgs::from_args(&["vigil probe"], rest) {
+    let flags = ProbeArgs::get_args_info().flags;
+    let split = argv::split(rest, flags, &[], false);
+    let words: Vec<&str> = split.main.iter().map(String::as_str).collect();
+    let help = if split.help { &["--help"][..] } else { &[] };
+    let args = match ProbeArgs::from_args(&[VIGIL_PROBE], &[&words[..], help].concat()) {
         Ok(args) => args,
         Err(early) if early.status.is_ok() => {
             let _ = write!(std::io::stdout(), "{}", early.output);
             return Ok(Command::Done(0));
         }
-        Err(early) => return Err(Error::Usage(first_line(&early.output))),
+        Err(early) => return Err(Error::Usage(first_line(&early.output), VIGIL_PROBE)),
     };
     let timeout = seconds("--timeout", args.timeout.as_deref(), "1", &[NonZero])?;
-    let spec = ProbeSpec::parse_target(&args.target)?;
+    let Some(target) = args.target else {
+        return Err(Error::Usage(
+            "missing TARGET: vigil probe http://HOST:PORT/PATH or vigil probe tcp://HOST:PORT"
+                .into(),
+            VIGIL_PROBE,
+        ));
+    };
+    let spec = ProbeSpec::parse_target(&target)?;
     Ok(Command::Probe(spec, timeout))
 }
 
-fn first_line(s: &str) -> String {
+pub fn first_line(s: &str) -> String {
     s.lines()
         .next()
         .unwrap_or("invalid arguments")
@@ -147,13 +168,15 @@ fn first_line(s: &str) -> String {
 
 /// Constraint on a number of seconds.
 #[derive(PartialEq)]
-struct NonZero;
+pub struct NonZero;
 
 impl Config {
+    /// `name`: `vigil` or `vigil drill`, for the usage line of an error.
     pub fn from_args(
         args: RunArgs,
         raw: &[OsString],
         env: &dyn Fn(&str) -> Option<String>,
+        name: &'static str,
     ) -> Result<Config, Error> {
         // A blank value is unset, given by flag or env; a flag given at all wins over its env
         // var, so `--health-listen ''` means no server whatever VIGIL_HEALTH_LISTEN says.
@@ -178,7 +201,8 @@ impl Config {
 
         if args.command.is_empty() {
             return Err(Error::Usage(
-                "missing COMMAND: vigil [OPTIONS] -- COMMAND [ARGS...]".into(),
+                format!("missing COMMAND: {name} [OPTIONS] -- COMMAND [ARGS...]"),
+                name,
             ));
         }
         let drain_timeout = secs("--drain-timeout", args.drain_timeout, "9", &[])?;
@@ -429,7 +453,7 @@ fn exit_code(s: &str) -> Result<u8, String> {
 
 /// Parses decimal seconds (`9`, `0.5`); `value` None means `default`. Rejects negatives, `nan`,
 /// `inf`, exponents and anything over a day's worth of years.
-fn seconds(
+pub fn seconds(
     src: &str,
     value: Option<&str>,
     default: &str,
@@ -969,21 +993,46 @@ mod tests {
         assert!(err(&["--"], &[]).contains("missing COMMAND"));
         let e = err(&["--bogus", "x"], &[]);
         assert!(e.contains("--bogus"), "{e}");
-        assert!(err(&["--after", "1", "x"], &[]).contains("only `vigil drill`"));
+        for flag in ["--after", "--budget", "--hold", "--hold-target", "--report"] {
+            let e = err(&[flag, "1", "x"], &[]);
+            assert!(e.contains("only `vigil drill` takes"), "{e}");
+        }
+        assert!(err(&[], &[]).ends_with("(see vigil --help)"));
+        let e = parse(&os(&["drill", "--bogus", "x"]), &|_| None).unwrap_err();
+        assert!(e.to_string().ends_with("(see vigil drill --help)"), "{e}");
+    }
+
+    #[test]
+    fn equals_and_short_help() {
+        let c = run_with(
+            &["--drain-timeout=3", "--user=nobody", "--", "x", "--y=1"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.drain_timeout, Duration::from_secs(3));
+        assert_eq!(c.user.map(|u| u.user), Some("nobody".to_string()));
+        assert_eq!(c.command, os(&["x", "--y=1"])[1..]);
+        let none = |_: &str| None;
+        for help in [&["-h"][..], &["--help"], &["drill", "-h"], &["probe", "-h"]] {
+            assert!(
+                matches!(parse(&os(help), &none), Ok(Command::Done(0))),
+                "{help:?}"
+            );
+        }
     }
 
     #[test]
     fn drill_and_probe_dispatch() {
         let none = |_: &str| None;
         match parse(&os(&["drill", "--after", "0.5", "--", "x"]), &none).unwrap() {
-            Command::Drill(c, after) => {
-                assert_eq!(after, Duration::from_millis(500));
+            Command::Drill(c, d) => {
+                assert_eq!(d.after, Duration::from_millis(500));
                 assert_eq!(c.command, vec![OsString::from("x")]);
             }
             other => panic!("{other:?}"),
         }
         match parse(&os(&["drill", "x"]), &none).unwrap() {
-            Command::Drill(_, after) => assert_eq!(after, Duration::from_secs(2)),
+            Command::Drill(_, d) => assert_eq!(d.after, Duration::from_secs(2)),
             other => panic!("{other:?}"),
         }
         match parse(
@@ -996,7 +1045,13 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse(&os(&["probe", "ftp://x"]), &none).is_err());
-        assert!(parse(&os(&["probe"]), &none).is_err());
+        let e = parse(&os(&["probe"]), &none).unwrap_err().to_string();
+        assert!(e.starts_with("missing TARGET"), "{e}");
+        assert!(e.ends_with("(see vigil probe --help)"), "{e}");
+        match parse(&os(&["probe", "--timeout=2", "tcp://127.0.0.1:80"]), &none).unwrap() {
+            Command::Probe(_, t) => assert_eq!(t, Duration::from_secs(2)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

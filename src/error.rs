@@ -16,8 +16,9 @@ pub enum Error {
         value: String,
         why: String,
     },
-    /// The command line itself is wrong (unknown flag, missing command, ...).
-    Usage(String),
+    /// The command line itself is wrong (unknown flag, missing command, ...); the second field
+    /// is the command whose `--help` tells more (`vigil`, `vigil drill`, `vigil probe`).
+    Usage(String, &'static str),
     /// `--user`: a system call to switch ids failed. `source` is `--user` or `VIGIL_USER`.
     SwitchUser {
         source: String,
@@ -62,7 +63,7 @@ impl fmt::Display for Error {
                     write!(f, "{source} {value:?}: {why}")
                 }
             }
-            Error::Usage(msg) => write!(f, "{msg} (see vigil --help)"),
+            Error::Usage(msg, cmd) => write!(f, "{msg} (see {cmd} --help)"),
             Error::SwitchUser {
                 source,
                 spec,
@@ -101,6 +102,7 @@ mod tests {
             e.to_string(),
             r#"--user "app": unable to setuid: Operation not permitted"#
         );
-        assert!(!Error::Usage("x".into()).to_string().contains('\n'));
+        let e = Error::Usage("missing TARGET".into(), "vigil probe");
+        assert_eq!(e.to_string(), "missing TARGET (see vigil probe --help)");
     }
 }

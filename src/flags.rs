@@ -2,16 +2,16 @@
 //! comments are the `--help` text, each naming its `VIGIL_*` variable in brackets (the names
 //! `envvars` knows). argh only collects strings here; `cli.rs` validates them into a `Config`.
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 /// vigil: a tiny PID 1 for containers. It drops root, spawns COMMAND, reaps zombies, forwards
 /// signals, enforces the drain deadline on SIGTERM and serves health by probing the app.
 /// Every option can also be set with its VIGIL_* environment variable; the flag wins, a probe
 /// flag replaces every VIGIL_PROBE_* kind, a repeatable flag replaces the variable's list, an
 /// empty value (flag or variable) means unset, and an unknown VIGIL_* name is logged as a warn.
-#[derive(FromArgs, Debug, Default)]
+#[derive(FromArgs, ArgsInfo, Debug, Default)]
 #[argh(
-    note = "Usage:\n  vigil [OPTIONS] -- COMMAND [ARGS...]\n  vigil probe TARGET [--timeout SECS]\n  vigil drill [OPTIONS] [--after SECS] -- COMMAND [ARGS...]\n\nIn a Dockerfile: ENTRYPOINT [\"/vigil\", \"--\"]",
+    note = "Usage:\n  vigil [OPTIONS] -- COMMAND [ARGS...]\n  vigil probe TARGET [--timeout SECS]\n  vigil drill [DRILL OPTIONS] [OPTIONS] -- COMMAND [ARGS...]   (vigil drill --help)\n\n--flag=value works as --flag value; -h is --help.\nIn a Dockerfile: ENTRYPOINT [\"/vigil\", \"--\"]",
     error_code(
         2,
         "vigil's own configuration or start-up error, or a seed line not KEY=VALUE"
@@ -153,10 +153,6 @@ pub struct RunArgs {
     #[argh(option, arg_name = "SECS")]
     pub post_stop_timeout: Option<String>,
 
-    /// vigil drill only: without a probe, seconds to wait before the drill's SIGTERM [default 2]
-    #[argh(option, arg_name = "SECS")]
-    pub after: Option<String>,
-
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -167,7 +163,7 @@ pub struct RunArgs {
 }
 
 /// `vigil probe TARGET`: check a health endpoint once, for a HEALTHCHECK in an image without curl.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(
     note = "TARGET is http://HOST:PORT/PATH or tcp://HOST:PORT.",
     error_code(0, "healthy: 2xx/3xx answer, or the TCP connect succeeded"),
@@ -180,6 +176,44 @@ pub struct ProbeArgs {
     pub timeout: Option<String>,
 
     /// http://HOST:PORT/PATH or tcp://HOST:PORT
-    #[argh(positional)]
-    pub target: String,
+    #[argh(positional, arg_name = "TARGET")]
+    pub target: Option<String>,
+}
+
+/// vigil drill: a shutdown drill. Runs COMMAND exactly as vigil would with the same OPTIONS,
+/// waits until the app is ready (the probe passes; without a probe, --after seconds), sends the
+/// platform's SIGTERM itself, and once everything is gone prints a JSON report on a line of its
+/// own as the last line on stdout: ready_s, drain_s, forced_kill, exit_status, app_uid,
+/// leftover, budget_s, verdict (pass or fail) and reasons. A pass needs: ready, non-root,
+/// exited by itself with status 0 (or a --success-exit one) within the drain timeout and the
+/// budget, nothing killed, nothing left.
+#[derive(FromArgs, ArgsInfo, Debug, Default)]
+#[argh(
+    note = "--flag=value works as --flag value; -h is --help.",
+    error_code(0, "pass"),
+    error_code(1, "fail: the report's reasons say why"),
+    error_code(2, "usage or configuration error: nothing was started")
+)]
+pub struct DrillArgs {
+    /// without a probe, seconds from the spawn until the app counts as ready [default 2]
+    #[argh(option, arg_name = "SECS")]
+    pub after: Option<String>,
+
+    /// the platform's grace period from SIGTERM to SIGKILL: fail when the drain takes longer
+    /// than SECS - 0.5, or when --drain-timeout + 0.5 exceeds it [default 10]
+    #[argh(option, arg_name = "SECS")]
+    pub budget: Option<String>,
+
+    /// before the SIGTERM, open N idle TCP connections to the probe's HOST:PORT (or
+    /// --hold-target) and keep them open through the drain, as real clients would [default 0]
+    #[argh(option, arg_name = "N")]
+    pub hold: Option<String>,
+
+    /// where --hold connects, when not to the tcp or http probe's address
+    #[argh(option, arg_name = "HOST:PORT")]
+    pub hold_target: Option<String>,
+
+    /// also write the report (one JSON line) to FILE, opened before the --user drop
+    #[argh(option, arg_name = "FILE")]
+    pub report: Option<String>,
 }

@@ -1,15 +1,18 @@
 //! vigil: a tiny PID 1 for containers. `main` only dispatches and maps the outcome to an exit
 //! status; the lifecycle lives in `supervisor.rs`.
 
+mod argv;
 mod checker;
 mod cli;
 mod drain;
 mod drill;
+mod drill_args;
 mod envvars;
 mod error;
 mod flags;
 mod health;
 mod hooks;
+mod listen;
 mod lockdown;
 mod log;
 mod metrics;
@@ -35,7 +38,7 @@ fn main() -> ExitCode {
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let code = match cli::parse(&raw, &env) {
         Ok(cli::Command::Run(config)) => supervisor::run(config),
-        Ok(cli::Command::Drill(config, after)) => supervisor::drill(config, after),
+        Ok(cli::Command::Drill(config, drill)) => supervisor::drill(config, drill),
         Ok(cli::Command::Probe(spec, timeout)) => probe::main(&spec, timeout),
         Ok(cli::Command::Done(code)) => code,
         Err(e) => {

@@ -141,7 +141,7 @@ fn left(deadline: Instant) -> Result<Duration, String> {
     }
 }
 
-fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, String> {
+pub fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, String> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
@@ -248,7 +248,7 @@ pub fn main(spec: &ProbeSpec, timeout: Duration) -> u8 {
 }
 
 /// `host:port`, `[v6]:port`. The port must be 1..=65535.
-fn host_port(s: &str) -> Option<(String, u16)> {
+pub fn host_port(s: &str) -> Option<(String, u16)> {
     let (host, port) = s.rsplit_once(':')?;
     let port = port_number(port)?;
     let host = match host.strip_prefix('[') {

@@ -13,7 +13,7 @@ mod start;
 mod verdict;
 
 use crate::checker::ProbeChildren;
-use crate::cli::Config;
+use crate::cli::{Config, DrillConfig};
 use crate::drain::{Action, Drain};
 use crate::drill::Drill;
 use crate::error::Error;
@@ -61,6 +61,8 @@ pub struct Supervisor {
     app_exited_itself: bool,
     /// `vigil drill`: vigil sends the SIGTERM itself and reports.
     drill: Option<Drill>,
+    /// The drill's held connections and report file.
+    drill_io: verdict::DrillIo,
     /// The hooks around the app (`--env-from`, `--pre-start`, `--post-stop`).
     front: front::Front,
 }
@@ -70,16 +72,16 @@ pub fn run(config: Config) -> u8 {
     run_with(config, None)
 }
 
-/// Runs `vigil drill`: as `run`, with vigil's own SIGTERM once the app is ready (`after`
+/// Runs `vigil drill`: as `run`, with vigil's own SIGTERM once the app is ready (`--after`
 /// seconds after the spawn without a probe), and the report as the last line on stdout.
 /// Returns 0 on pass, 1 on fail.
-pub fn drill(config: Config, after: Duration) -> u8 {
-    run_with(config, Some(after))
+pub fn drill(config: Config, drill: DrillConfig) -> u8 {
+    run_with(config, Some(drill))
 }
 
-fn run_with(config: Config, drill_after: Option<Duration>) -> u8 {
+fn run_with(config: Config, drill: Option<DrillConfig>) -> u8 {
     log::init(config.log_format, config.log_level);
-    match Supervisor::start(config, drill_after) {
+    match Supervisor::start(config, drill) {
         Ok(mut sup) => sup.run(),
         Err(e) => {
             log::error(&e.to_string(), &[]);

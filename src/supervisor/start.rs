@@ -1,11 +1,12 @@
 //! Start-up: everything up to the first process in front (a hook, or the app itself).
 
 use super::front::{Front, NOBODY};
+use super::verdict::DrillIo;
 use super::{Mode, Supervisor};
 use crate::checker::{Checker, ProbeChildren};
-use crate::cli::{self, Config};
+use crate::cli::{self, Config, DrillConfig};
 use crate::drain::Drain;
-use crate::drill::Drill;
+use crate::drill::{Drill, Limits};
 use crate::envvars;
 use crate::error::{Error, Warning};
 use crate::health;
@@ -18,14 +19,14 @@ use crate::status::{Shared, Status};
 use nix::unistd::{Pid, getegid, geteuid, getpid};
 use serde_json::json;
 use std::ffi::OsString;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 impl Supervisor {
     /// Everything up to the first process in front: the seed, the first pre-start hook, or the
     /// app. A hook or app that cannot be executed is not vigil's error: the loop reports it.
     pub(super) fn start(
         config: Config,
-        drill_after: Option<Duration>,
+        drill_config: Option<DrillConfig>,
     ) -> Result<Supervisor, Error> {
         metrics::mark_start();
         let started_at = Instant::now();
@@ -46,6 +47,11 @@ impl Supervisor {
         ));
         // Bind while still root (a low port may need it), then give root up for good.
         let listener = config.health_listen.map(health::bind).transpose()?;
+        // The drill's report file too, so its directory may be root's.
+        let drill_io = match &drill_config {
+            Some(d) => DrillIo::open(d)?,
+            None => DrillIo::default(),
+        };
         let dropped = match &creds {
             Some((spec, c)) => {
                 let pid1 = mode == Mode::Pid1;
@@ -70,13 +76,9 @@ impl Supervisor {
             config.drain_delay,
             config.signals.stop_signal.clone(),
         );
-        let drill = drill_after.map(|after| {
-            Drill::new(
-                after,
-                config.startup_grace,
-                config.probe.is_some(),
-                started_at,
-            )
+        let drill = drill_config.map(|d| {
+            let limits = Limits::new(&d, config.startup_grace, config.drain_timeout);
+            Drill::new(limits, config.probe.is_some(), started_at)
         });
         let mut sup = Supervisor {
             config,
@@ -92,6 +94,7 @@ impl Supervisor {
             gave_up: false,
             app_exited_itself: false,
             drill,
+            drill_io,
             front,
         };
         sup.front_step();

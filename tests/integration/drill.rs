@@ -30,7 +30,7 @@ both_modes!(
 
 /// Options that make the app non-root: `--user nobody` when the test is root (otherwise the
 /// test's own user already is not).
-fn non_root() -> Vec<&'static str> {
+pub(crate) fn non_root() -> Vec<&'static str> {
     if is_root() {
         vec!["--user", "nobody"]
     } else {
@@ -39,7 +39,7 @@ fn non_root() -> Vec<&'static str> {
 }
 
 /// The uid the app runs as with [`non_root`].
-fn non_root_uid() -> u64 {
+pub(crate) fn non_root_uid() -> u64 {
     if is_root() {
         65534
     } else {
@@ -56,20 +56,20 @@ fn trapping_app(code: i32) -> String {
 }
 
 /// One finished drill.
-struct Drilled {
-    code: i32,
-    stdout: Vec<String>,
-    report: Value,
+pub(crate) struct Drilled {
+    pub code: i32,
+    pub stdout: Vec<String>,
+    pub report: Value,
     /// Processes of the app still running once vigil was gone (subreaper mode can tell).
-    survivors: Vec<i32>,
+    pub survivors: Vec<i32>,
     /// When the test started vigil and when it saw it gone.
-    started: Instant,
-    gone: Instant,
-    dump: String,
+    pub started: Instant,
+    pub gone: Instant,
+    pub dump: String,
 }
 
 impl Drilled {
-    fn reasons(&self) -> Vec<String> {
+    pub fn reasons(&self) -> Vec<String> {
         self.report["reasons"]
             .as_array()
             .map(|a| {
@@ -80,14 +80,14 @@ impl Drilled {
             .unwrap_or_default()
     }
 
-    fn f64(&self, key: &str) -> f64 {
+    pub fn f64(&self, key: &str) -> f64 {
         self.report[key]
             .as_f64()
             .unwrap_or_else(|| panic!("{key} is not a number: {}", self.report))
     }
 
     /// When the app printed `app TERM <wall clock>`, as an `Instant`.
-    fn app_termed(&self) -> Instant {
+    pub fn app_termed(&self) -> Instant {
         let wall: f64 = self
             .stdout
             .iter()
@@ -100,7 +100,7 @@ impl Drilled {
     }
 
     /// Asserts a `fail` with exactly one reason, which contains one of `words`.
-    fn assert_one_reason(&self, words: &[&str]) {
+    pub fn assert_one_reason(&self, words: &[&str]) {
         assert_eq!(self.report["verdict"], "fail", "{}", self.dump);
         assert_eq!(self.code, 1, "exit status on fail\n{}", self.dump);
         let reasons = self.reasons();
@@ -114,7 +114,7 @@ impl Drilled {
 }
 
 /// Starts `vigil drill ARGS` in `mode`; returns it and when the test started it.
-fn start_drill(mode: Mode, args: &[&str]) -> (Vigil, Instant) {
+pub(crate) fn start_drill(mode: Mode, args: &[&str]) -> (Vigil, Instant) {
     let all: Vec<&str> = std::iter::once("drill")
         .chain(args.iter().copied())
         .collect();
@@ -123,14 +123,14 @@ fn start_drill(mode: Mode, args: &[&str]) -> (Vigil, Instant) {
 }
 
 /// Runs `vigil drill ARGS` in `mode` to the end and checks the shape of what it printed.
-fn drill(mode: Mode, args: &[&str]) -> Drilled {
+pub(crate) fn drill(mode: Mode, args: &[&str]) -> Drilled {
     let (v, started) = start_drill(mode, args);
     finish(v, started)
 }
 
 /// Waits for the drill to end, checks the shape of what it printed, and prints the report as a
 /// sample (`cargo test -- --nocapture`).
-fn finish(mut v: Vigil, started: Instant) -> Drilled {
+pub(crate) fn finish(mut v: Vigil, started: Instant) -> Drilled {
     // Only once vigil has run can "not found" mean "gone" (not "not exec'd yet").
     v.wait_for_log("vigil starting", |_| true, CEILING);
     let gone = v.wait_gone(CEILING);
@@ -167,6 +167,7 @@ fn finish(mut v: Vigil, started: Instant) -> Drilled {
             "more than one report: {line}\n{dump}"
         );
     }
+
     let fields = [
         "ready_s",
         "drain_s",
@@ -174,6 +175,7 @@ fn finish(mut v: Vigil, started: Instant) -> Drilled {
         "exit_status",
         "app_uid",
         "leftover",
+        "budget_s",
         "verdict",
     ];
     let missing: Vec<&str> = fields
@@ -193,6 +195,7 @@ fn finish(mut v: Vigil, started: Instant) -> Drilled {
     assert!(report["forced_kill"].is_boolean(), "forced_kill: {report}");
     assert!(report["exit_status"].is_u64(), "exit_status: {report}");
     assert!(report["app_uid"].is_u64(), "app_uid: {report}");
+    assert!(report["budget_s"].as_f64().is_some(), "budget_s: {report}");
     assert_eq!(report["leftover"], 0, "leftover: {report}");
     match verdict {
         "pass" => {
@@ -225,7 +228,7 @@ fn finish(mut v: Vigil, started: Instant) -> Drilled {
     }
 }
 
-fn args<'a>(opts: &[&'a str], app: &'a str) -> Vec<&'a str> {
+pub(crate) fn args<'a>(opts: &[&'a str], app: &'a str) -> Vec<&'a str> {
     let mut v: Vec<&str> = non_root();
     v.extend_from_slice(opts);
     v.extend_from_slice(&["--", "sh", "-c", app]);
@@ -254,10 +257,16 @@ fn pass(mode: Mode) {
         d.app_termed() >= d.started + secs(0.3),
         "SIGTERM came before --after"
     );
+    assert_eq!(d.report["budget_s"], 10.0, "the default budget");
     let n = d.stdout.len();
-    assert!(n >= 3, "{:?}", d.stdout);
+    assert!(n >= 4, "{:?}", d.stdout);
     assert_eq!(d.stdout[0], "app ready");
-    assert!(d.stdout[n - 2].starts_with("app TERM "), "{:?}", d.stdout);
+    assert!(d.stdout[n - 3].starts_with("app TERM "), "{:?}", d.stdout);
+    assert_eq!(
+        d.stdout[n - 2],
+        "",
+        "the newline vigil writes before the report"
+    );
 }
 
 /// The same app as root: `fail`, the one reason being root.
@@ -409,19 +418,42 @@ fn fail_never_ready_probe(mode: Mode) {
     );
 }
 
-/// An app that exits before `--after`: `fail`, never ready.
+/// An app that exits before `--after`, or before its probe passes: `fail` with one reason that
+/// gives its status, and `drain_s` null, since no drain happened (it was 0.0 and a generic
+/// "never ready").
 fn fail_exited_before_ready(mode: Mode) {
-    let app = "exec 2>/dev/null; echo app bye; exit 0";
-    let d = drill(mode, &args(&["--after", "1"], app));
-    let reasons = d.reasons();
-    assert_eq!(d.report["verdict"], "fail", "{}", d.dump);
-    assert!(
-        reasons.iter().any(|r| r.contains("ready")),
-        "{reasons:?}\n{}",
-        d.dump
-    );
-    assert!(d.report["ready_s"].is_null(), "{}", d.report);
-    assert_eq!(d.stdout[0], "app bye");
+    let (_held, port) = closed_port();
+    let closed = format!("127.0.0.1:{port}");
+    let cases: [(&[&str], &str, &str); 3] = [
+        (
+            &["--after", "1"],
+            "exit 0",
+            "exited with status 0 before it was ready",
+        ),
+        (
+            &["--after", "1"],
+            "exit 3",
+            "exited with status 3 before it was ready",
+        ),
+        (
+            &["--probe-tcp", &closed, "--startup-grace", "5"],
+            "kill -SEGV $$",
+            "killed by sigsegv (status 139) before it was ready",
+        ),
+    ];
+    for (opts, end, want) in cases {
+        let app = format!("exec 2>/dev/null; echo app bye; {end}");
+        let d = drill(mode, &args(opts, &app));
+        d.assert_one_reason(&[want]);
+        assert!(d.report["ready_s"].is_null(), "{}", d.report);
+        assert!(d.report["drain_s"].is_null(), "{}", d.report);
+        assert_eq!(d.stdout[0], "app bye");
+        assert!(
+            d.gone - d.started < secs(4.0),
+            "{end}: waited for --after or --startup-grace: {:?}",
+            d.gone - d.started
+        );
+    }
 }
 
 /// A command that cannot be run: `fail` with exit status 127, and still the whole report.
@@ -475,12 +507,22 @@ fn usage_errors() {
     let dir = Scratch::new();
     let marker = dir.p("started");
     let touch = format!("touch {marker}");
-    let cases: [Vec<&str>; 5] = [
+    let sh = ["--", "sh", "-c", touch.as_str()];
+    let with_app = |opts: &[&'static str]| [opts, &sh[..]].concat();
+    let cases: Vec<Vec<&str>> = vec![
         vec![],
         vec!["--bogus"],
-        vec!["--bogus", "--", "sh", "-c", &touch],
-        vec!["--after", "soon", "--", "sh", "-c", &touch],
+        with_app(&["--bogus"]),
+        with_app(&["--after", "soon"]),
         vec!["--after", "1"],
+        with_app(&["--budget", "0.5"]),
+        with_app(&["--budget=x"]),
+        // --hold needs somewhere to connect: a tcp or http probe, or --hold-target.
+        with_app(&["--hold", "1"]),
+        with_app(&["--hold", "1", "--probe-exec", "true"]),
+        with_app(&["--hold-target", "127.0.0.1:1"]),
+        with_app(&["--hold", "x", "--hold-target", "127.0.0.1:1"]),
+        with_app(&["--report", "/nonexistent/dir/report.json"]),
     ];
     for case in cases {
         let mut cmd = Command::new(vigil_bin());

@@ -36,6 +36,7 @@ mod core;
 mod deploy;
 mod drain;
 mod drill;
+mod drill_budget;
 mod health;
 mod hooks;
 mod lockdown;

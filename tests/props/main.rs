@@ -23,8 +23,14 @@
 //! straight from `src/` by `#[path]`, so the targets exercise exactly the code that ships. Their
 //! own unit tests come along and run here too (a fraction of a second).
 
+#[path = "../../src/argv.rs"]
+mod argv;
 #[path = "../../src/cli.rs"]
 mod cli;
+#[path = "../../src/drill.rs"]
+mod drill;
+#[path = "../../src/drill_args.rs"]
+mod drill_args;
 #[path = "../../src/envvars.rs"]
 mod envvars;
 #[path = "../../src/error.rs"]
