@@ -114,6 +114,50 @@ pub fn parse(raw: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Result<C
     }
 }
 
+/// How a command-line error is written: None for `vigil probe` (its own plain lines), else the
+/// log format in force as `Config` would pick it (`--log-format`, else `VIGIL_LOG_FORMAT`, else
+/// json), so a platform that parses vigil's JSON lines gets the error as one too. A value that
+/// is not a format counts as unset: the error may be about it.
+pub fn error_format(raw: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Option<Format> {
+    let args: Vec<String> = raw
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let rest = match rest.first() {
+        Some(&"probe") => return None,
+        Some(&"drill") => &rest[1..],
+        _ => &rest[..],
+    };
+    let flags = RunArgs::get_args_info().flags;
+    let words = argv::split(rest, flags, DrillArgs::get_args_info().flags, true).main;
+    let takes_value = |w: &str| {
+        flags
+            .iter()
+            .any(|f| f.long == w && matches!(f.kind, argh::FlagInfoKind::Option { .. }))
+    };
+    let mut flag = None;
+    let mut i = 0;
+    while let Some(word) = words.get(i) {
+        if word == "--" || !word.starts_with('-') {
+            break;
+        }
+        if word == "--log-format" {
+            flag = Some(words.get(i + 1).cloned().unwrap_or_default());
+        }
+        i += if takes_value(word) { 2 } else { 1 };
+    }
+    let value = match flag {
+        Some(v) => envvars::set(Some(v)),
+        None => envvars::set(env("VIGIL_LOG_FORMAT")),
+    };
+    Some(
+        value
+            .and_then(|v| Format::parse(v.trim()))
+            .unwrap_or(Format::Json),
+    )
+}
+
 pub const VIGIL: &str = "vigil";
 pub const VIGIL_DRILL: &str = "vigil drill";
 const VIGIL_PROBE: &str = "vigil probe";
@@ -149,8 +193,7 @@ fn parse_probe(rest: &[&str]) -> Result<Command, Error> {
     let timeout = seconds("--timeout", args.timeout.as_deref(), "1", &[NonZero])?;
     let Some(target) = args.target else {
         return Err(Error::Usage(
-            "missing TARGET: vigil probe http://HOST:PORT/PATH or vigil probe tcp://HOST:PORT"
-                .into(),
+            "missing TARGET: http://HOST:PORT/PATH or tcp://HOST:PORT".into(),
             VIGIL_PROBE,
         ));
     };
@@ -1000,6 +1043,43 @@ mod tests {
         assert!(err(&[], &[]).ends_with("(see vigil --help)"));
         let e = parse(&os(&["drill", "--bogus", "x"]), &|_| None).unwrap_err();
         assert!(e.to_string().ends_with("(see vigil drill --help)"), "{e}");
+    }
+
+    #[test]
+    fn the_format_of_a_command_line_error() {
+        let none = |_: &str| None;
+        let text = |k: &str| (k == "VIGIL_LOG_FORMAT").then(|| "text".to_string());
+        let f = |args: &[&str], env: &dyn Fn(&str) -> Option<String>| error_format(&os(args), env);
+        assert_eq!(f(&["--bogus"], &none), Some(Format::Json), "the default");
+        assert_eq!(f(&["--bogus"], &text), Some(Format::Text));
+        assert_eq!(
+            f(&["--log-format", "text", "--bogus"], &none),
+            Some(Format::Text)
+        );
+        assert_eq!(
+            f(&["--log-format=json", "--bogus"], &text),
+            Some(Format::Json)
+        );
+        assert_eq!(
+            f(&["--log-format", "", "x"], &text),
+            Some(Format::Json),
+            "blank: unset"
+        );
+        assert_eq!(f(&["--log-format", "xml", "x"], &text), Some(Format::Json));
+        assert_eq!(
+            f(&["drill", "--budget", "x", "--log-format", "text"], &none),
+            Some(Format::Text)
+        );
+        assert_eq!(
+            f(&["--user", "--log-format", "x"], &text),
+            Some(Format::Text),
+            "a value"
+        );
+        assert_eq!(
+            f(&["--", "app", "--log-format", "text"], &none),
+            Some(Format::Json)
+        );
+        assert_eq!(f(&["probe"], &none), None);
     }
 
     #[test]

@@ -41,8 +41,18 @@ fn main() -> ExitCode {
         Ok(cli::Command::Drill(config, drill)) => supervisor::drill(config, drill),
         Ok(cli::Command::Probe(spec, timeout)) => probe::main(&spec, timeout),
         Ok(cli::Command::Done(code)) => code,
+        // One line, in the log format in force: a platform that parses vigil's JSON lines
+        // sees a bad deployment value as an error line, not as noise.
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "vigil: {e}");
+            match cli::error_format(&raw, &env) {
+                Some(format) => {
+                    log::init(format, log::Level::Error);
+                    log::error(&e.to_string(), &[]);
+                }
+                None => {
+                    let _ = writeln!(std::io::stderr(), "vigil probe: {e}");
+                }
+            }
             error::Error::EXIT_STATUS
         }
     };

@@ -89,7 +89,7 @@ impl ProbeSpec {
 
     /// `vigil probe TARGET`: `http://HOST:PORT/PATH` or `tcp://HOST:PORT`.
     pub fn parse_target(target: &str) -> Result<ProbeSpec, Error> {
-        let bad = |why: &str| Error::bad("vigil probe", target, why);
+        let bad = |why: &str| Error::bad("TARGET", target, why);
         let lower = target.to_ascii_lowercase();
         if lower.starts_with("http://") {
             ProbeSpec::parse("http", target).map_err(|why| bad(&why))
@@ -586,7 +586,7 @@ mod tests {
         ));
         for bad in ["127.0.0.1:80", "tcp://x", "udp://x:1", "", "http://"] {
             let e = ProbeSpec::parse_target(bad).unwrap_err().to_string();
-            assert!(e.starts_with("vigil probe"), "{e}");
+            assert!(e.starts_with("TARGET \""), "{e}");
         }
     }
 }
