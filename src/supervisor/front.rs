@@ -203,7 +203,10 @@ impl Supervisor {
                 let fields = [
                     ("hook", name),
                     ("command", command),
-                    ("error", json!(e.to_string())),
+                    (
+                        "error",
+                        json!(spawn::failure_reason(&hook.argv, &self.front.env, &e)),
+                    ),
                     ("code", json!(code)),
                 ];
                 self.front.seq.spawn_failed(hook.kind, code);

@@ -221,7 +221,7 @@ pub(super) fn spawn(
                 "app failed to start",
                 &[
                     ("command", json!(shown)),
-                    ("error", json!(e.to_string())),
+                    ("error", json!(spawn::failure_reason(command, env, &e))),
                     ("code", json!(code)),
                 ],
             );

@@ -378,3 +378,226 @@ fn unknown_env_names_warn() {
         "{err:#?}"
     );
 }
+
+/// A command-line error is one line in the log format in force: a JSON log line by default or
+/// with `json` from the flag or `VIGIL_LOG_FORMAT` (it used to be plain `vigil: ...` whatever
+/// the format), a text log line with `text`; for `vigil drill` too. Exit 2, nothing started.
+/// Arguments, an environment variable, whether the line is JSON, what it names.
+type FormatCase<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>, bool, &'a str);
+
+#[test]
+fn config_errors_follow_the_log_format() {
+    let cases: &[FormatCase] = &[
+        (&["--bogus"], None, true, "--bogus"),
+        (
+            &["--drain-timeout", "x"],
+            Some(("VIGIL_LOG_FORMAT", "json")),
+            true,
+            "--drain-timeout \"x\"",
+        ),
+        (
+            &["--log-format", "json"],
+            Some(("VIGIL_DRAIN_DELAY", "99")),
+            true,
+            "VIGIL_DRAIN_DELAY=\"99\"",
+        ),
+        (
+            &["--drain-timeout", "x"],
+            Some(("VIGIL_LOG_FORMAT", "text")),
+            false,
+            "--drain-timeout \"x\"",
+        ),
+        (
+            &["--log-format=text", "--bogus"],
+            Some(("VIGIL_LOG_FORMAT", "json")),
+            false,
+            "--bogus",
+        ),
+        (&["--log-format", "xml"], None, true, "--log-format \"xml\""),
+        (
+            &["--user", "nosuchuser"],
+            Some(("VIGIL_LOG_FORMAT", "text")),
+            false,
+            "nosuchuser",
+        ),
+        (
+            &["drill", "--hold", "1"],
+            None,
+            true,
+            "--hold \"1\": needs a --probe-tcp",
+        ),
+        (
+            &["drill", "--budget", "0"],
+            Some(("VIGIL_LOG_FORMAT", "text")),
+            false,
+            "--budget \"0\"",
+        ),
+    ];
+    for &(args, env, json, needle) in cases {
+        let s = Scratch::new();
+        let mark = s.p("started");
+        let mut all = args.to_vec();
+        all.extend(["--", "touch", &mark]);
+        let mut b = vigil(&all);
+        if let Some((k, v)) = env {
+            b = b.env(k, v);
+        }
+        let (code, out, err) = run(b, Mode::Subreaper);
+        let what = format!("{args:?} {env:?}");
+        assert_eq!(code, 2, "{what}: {err:#?}");
+        assert_eq!(err.len(), 1, "{what}: {err:#?}");
+        assert!(out.is_empty() && !s.path("started").exists(), "{what}");
+        match serde_json::from_str::<serde_json::Value>(&err[0]) {
+            Ok(line) => {
+                assert!(json, "{what}: a JSON line in text format: {}", err[0]);
+                assert_eq!(line["level"], "error", "{what}: {line}");
+                assert!(line["ts"].is_string(), "{what}: {line}");
+                let msg = line["msg"].as_str().unwrap_or_default();
+                assert!(msg.contains(needle), "{what}: {msg}");
+            }
+            Err(_) => {
+                assert!(!json, "{what}: not a JSON line: {}", err[0]);
+                assert!(err[0].contains(" ERROR vigil: "), "{what}: {}", err[0]);
+                assert!(err[0].contains(needle), "{what}: {}", err[0]);
+            }
+        }
+    }
+}
+
+/// `--flag=value` works as `--flag value` (argh refused it: "Unrecognized argument"), for the
+/// drill's flags too; after `--` it is the app's, untouched.
+#[test]
+fn flag_equals_value() {
+    let (code, out, err) = run(
+        vigil(&[
+            "--log-format=text",
+            "--success-exit=3",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$1\"; exit 3",
+            "x",
+            "--log-format=json",
+        ]),
+        Mode::Subreaper,
+    );
+    assert_eq!(code, 0, "--success-exit=3: {err:#?}");
+    assert_eq!(out, ["--log-format=json"]);
+    assert!(
+        !err.is_empty() && json_lines(&err).is_empty(),
+        "text lines: {err:#?}"
+    );
+    let (code, out, err) = run(
+        vigil(&[
+            "drill",
+            "--after=0.2",
+            "--budget=5",
+            "--",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep .1; done",
+        ]),
+        Mode::Subreaper,
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(out.last().map_or("", String::as_str)).expect("a report");
+    assert_eq!(report["budget_s"], 5.0, "{report} {err:#?}");
+    assert!(code == 0 || code == 1, "{err:#?}");
+}
+
+/// `-h` is `--help`; `vigil drill --help` prints the drill's own usage (its flags, then vigil's
+/// options by name), no longer vigil's; `vigil probe -h` the probe's.
+#[test]
+fn short_help_and_the_drills_own() {
+    let help = |args: &[&str]| -> String {
+        let (code, out, err) = run(vigil(args), Mode::Subreaper);
+        assert_eq!(code, 0, "{args:?}: {err:#?}");
+        assert!(err.is_empty(), "{args:?}: {err:#?}");
+        out.join("\n")
+    };
+    let main = help(&["-h"]);
+    assert_eq!(main, help(&["--help"]));
+    assert!(main.starts_with("Usage: vigil ["), "{main}");
+    assert!(main.contains("vigil drill --help"), "{main}");
+    assert!(!main.contains("--budget"), "{main}");
+    let drill = help(&["drill", "--help"]);
+    assert_eq!(drill, help(&["drill", "-h"]));
+    assert_eq!(drill, help(&["drill", "--user", "nobody", "-h", "--", "x"]));
+    let first = drill.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("Usage: vigil drill [--after <SECS>] [--budget <SECS>]"),
+        "{first}"
+    );
+    assert!(first.ends_with("[OPTIONS] -- COMMAND [ARGS...]"), "{first}");
+    for flag in [
+        "--hold <N>",
+        "--hold-target <HOST:PORT>",
+        "--report <FILE>",
+        "budget_s",
+    ] {
+        assert!(drill.contains(flag), "{flag}: {drill}");
+    }
+    for flag in crate::util::FLAGS {
+        assert!(drill.contains(flag), "the drill takes {flag}: {drill}");
+    }
+    assert!(!drill.contains("--version"), "{drill}");
+    let probe = help(&["probe", "-h"]);
+    assert!(probe.starts_with("Usage: vigil probe"), "{probe}");
+}
+
+/// `vigil probe` without a target names the missing TARGET (it said "Required positional
+/// arguments not provided:" and nothing else), exit 2, one line.
+#[test]
+fn probe_without_a_target() {
+    for args in [&["probe"][..], &["probe", "--timeout=2"]] {
+        let (code, out, err) = run(vigil(args), Mode::Subreaper);
+        assert_eq!(code, 2, "{args:?}: {err:#?}");
+        assert!(out.is_empty());
+        assert_eq!(err.len(), 1, "{err:#?}");
+        assert!(
+            err[0].starts_with("vigil probe: missing TARGET: http://HOST:PORT/PATH or tcp://"),
+            "{}",
+            err[0]
+        );
+    }
+}
+
+/// A script whose `#!` interpreter is missing fails to exec with ENOENT, as if the script itself
+/// were missing: the log says which interpreter (and Windows line endings when that is why),
+/// exit 127. In a drill, the report fails with 127.
+#[test]
+fn a_missing_interpreter_is_named() {
+    let s = Scratch::new();
+    let cases = [
+        (
+            "bash-less",
+            "#!/nonexistent/bash\necho hi\n",
+            "interpreter /nonexistent/bash not found",
+        ),
+        ("crlf", "#!/bin/sh\r\necho hi\r\n", "windows line endings"),
+    ];
+    for (name, text, want) in cases {
+        let path = s.path(name);
+        std::fs::write(&path, text).expect("write");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let p = s.p(name);
+        let mut v = vigil(&["--", &p]).start(Mode::Subreaper);
+        assert_eq!(v.wait_exit(crate::util::CEILING).code, 127, "{}", v.dump());
+        let failed = v.logs_with("app failed to start");
+        assert_eq!(failed.len(), 1, "{}", v.dump());
+        let error = failed[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
+        assert!(error.contains(want), "{error}");
+        assert!(error.contains(&p.to_lowercase()), "{error}");
+        assert_eq!(failed[0]["code"], 127);
+    }
+    let p = s.p("bash-less");
+    let (code, out, _) = run(vigil(&["drill", "--", &p]), Mode::Subreaper);
+    assert_eq!(code, 1);
+    let report: serde_json::Value =
+        serde_json::from_str(out.last().map_or("", String::as_str)).expect("a report");
+    assert_eq!(report["exit_status"], 127, "{report}");
+}
