@@ -37,6 +37,7 @@ mod deploy;
 mod drain;
 mod drill;
 mod drill_budget;
+mod drill_image;
 mod health;
 mod hooks;
 mod lockdown;

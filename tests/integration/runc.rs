@@ -115,7 +115,7 @@ fn try_run(cmd: &mut Command, ceiling: Duration) -> Result<Output, String> {
     })
 }
 
-fn run(cmd: &mut Command, ceiling: Duration) -> Output {
+pub(crate) fn run(cmd: &mut Command, ceiling: Duration) -> Output {
     try_run(cmd, ceiling).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -131,18 +131,18 @@ fn wait_child(child: &mut Child, ceiling: Duration) -> Option<ExitStatus> {
 }
 
 /// An exit status as a shell reports it: the code, or 128 + the signal.
-fn code(status: ExitStatus) -> i32 {
+pub(crate) fn code(status: ExitStatus) -> i32 {
     status
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(-1)
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn on_path(program: &str) -> bool {
+pub(crate) fn on_path(program: &str) -> bool {
     Command::new(program)
         .arg("--version")
         .stdout(Stdio::null())
