@@ -5,8 +5,14 @@
 //! exercise exactly the code that ships.
 #![allow(dead_code, unused_imports)]
 
+#[path = "../../src/argv.rs"]
+pub mod argv;
 #[path = "../../src/cli.rs"]
 pub mod cli;
+#[path = "../../src/drill.rs"]
+pub mod drill;
+#[path = "../../src/drill_args.rs"]
+pub mod drill_args;
 #[path = "../../src/envvars.rs"]
 pub mod envvars;
 #[path = "../../src/error.rs"]
