@@ -38,6 +38,11 @@ pub fn split(args: &[&str], main: &[FlagInfo], extra: &[FlagInfo], greedy: bool)
     while i < args.len() {
         let word = args[i];
         i += 1;
+        // argh's own trigger: `help` as the first word (never a command named help after it).
+        if word == "help" && i == 1 {
+            out.help = true;
+            continue;
+        }
         if word == "--" || !word.starts_with('-') || word == "-" {
             if greedy || word == "--" {
                 out.main.extend(args[i - 1..].iter().map(|s| s.to_string()));
@@ -124,6 +129,11 @@ mod tests {
         );
         assert!(!s.help, "-h after -- is the app's");
         assert!(run(&["-h"]).help);
+        assert!(run(&["help"]).help);
+        assert!(
+            !run(&["--single-child", "help"]).help,
+            "a command named help"
+        );
         assert!(run(&["--user", "x", "--help", "app"]).help);
         assert!(
             !run(&["--user", "--help", "app"]).help,
