@@ -6,12 +6,14 @@
 //! function so precedence (the flag wins over `VIGIL_*`) is unit-tested without touching the
 //! process environment.
 
+use crate::dropin;
 use crate::envvars;
 use crate::error::Error;
 use crate::flags::{ProbeArgs, RunArgs};
 use crate::log::{Format, Level};
 use crate::privileges::UserSpec;
 use crate::probe::{self, ProbeSpec};
+use crate::sig::Sig;
 use crate::sigflags::SignalConfig;
 use argh::FromArgs;
 use std::ffi::OsString;
@@ -26,7 +28,7 @@ pub enum Command {
     Run(Config),
     Drill(Config, Duration),
     Probe(ProbeSpec, Duration),
-    /// `--help` or `--version` was printed: exit with this status.
+    /// Something was printed (help, a version, a peer's usage error): exit with this status.
     Done(u8),
 }
 
@@ -35,7 +37,8 @@ pub enum Command {
 pub struct Config {
     pub user: Option<UserSpec>,
     pub allow_setuid: bool,
-    pub drain_timeout: Duration,
+    /// None: no drain deadline (a peer's name without `VIGIL_DRAIN_TIMEOUT`).
+    pub drain_timeout: Option<Duration>,
     pub drain_delay: Duration,
     pub health_listen: Option<SocketAddr>,
     pub probe: Option<ProbeSpec>,
@@ -51,6 +54,31 @@ pub struct Config {
     /// `--env-from`, `--pre-start`, `--post-stop` and their timeouts.
     pub hooks: HookConfig,
     pub command: Vec<OsString>,
+    /// tini's `-p SIG`: vigil's own parent-death signal, set after the privilege drop.
+    pub parent_death_signal: Option<Sig>,
+    /// tini's `-w`: each reaped orphan is a warn line, not a debug one.
+    pub reap_warnings: bool,
+    /// dumb-init's way: once the app runs, vigil leaves its working directory for `/`.
+    pub leave_cwd: bool,
+}
+
+/// `--drain-timeout` when nothing sets it; with no drain deadline (a peer's name), still what
+/// the app's leftovers get once it exits.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(9);
+
+/// What a setting is when neither its flag nor its variable gives it, where a peer's name
+/// differs from vigil's own (contract, "Drop-in names").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    pub drain_timeout: Option<Duration>,
+    pub log_level: Level,
+}
+
+impl Defaults {
+    pub const VIGIL: Defaults = Defaults {
+        drain_timeout: Some(DEFAULT_DRAIN_TIMEOUT),
+        log_level: Level::Info,
+    };
 }
 
 /// The start-up and clean-up hooks (contract, "Start-up and clean-up hooks").
@@ -68,6 +96,19 @@ pub struct HookConfig {
 /// Parses the whole command line (`argv[0]` included). `env` looks up a variable.
 /// `raw` keeps the original arguments so a non-UTF-8 argument of the app reaches it untouched.
 pub fn parse(raw: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Result<Command, Error> {
+    if let Some(peer) = raw.first().and_then(dropin::Peer::named) {
+        return match dropin::parse(peer, raw, env)? {
+            dropin::Parsed::Run(config) => Ok(Command::Run(*config)),
+            dropin::Parsed::Exit(answer) => {
+                let _ = if answer.stderr {
+                    write!(std::io::stderr(), "{}", answer.text)
+                } else {
+                    write!(std::io::stdout(), "{}", answer.text)
+                };
+                Ok(Command::Done(answer.code))
+            }
+        };
+    }
     let args: Vec<String> = raw
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -155,6 +196,16 @@ impl Config {
         raw: &[OsString],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, Error> {
+        Config::with_defaults(args, raw, env, &Defaults::VIGIL)
+    }
+
+    /// `from_args` where `defaults` fills in what neither a flag nor a variable sets.
+    pub fn with_defaults(
+        args: RunArgs,
+        raw: &[OsString],
+        env: &dyn Fn(&str) -> Option<String>,
+        defaults: &Defaults,
+    ) -> Result<Config, Error> {
         // A blank value is unset, given by flag or env; a flag given at all wins over its env
         // var, so `--health-listen ''` means no server whatever VIGIL_HEALTH_LISTEN says.
         let env = |name: &str| envvars::set(env(name));
@@ -181,18 +232,21 @@ impl Config {
                 "missing COMMAND: vigil [OPTIONS] -- COMMAND [ARGS...]".into(),
             ));
         }
-        let drain_timeout = secs("--drain-timeout", args.drain_timeout, "9", &[])?;
+        let drain_timeout = match pick("--drain-timeout", args.drain_timeout) {
+            Some((src, v)) => Some(seconds(&src, Some(&v), "", &[])?),
+            None => defaults.drain_timeout,
+        };
         let (delay_src, delay_raw) = pick("--drain-delay", args.drain_delay).unzip();
         let delay_src = delay_src.unwrap_or_else(|| "--drain-delay".into());
         let drain_delay = seconds(&delay_src, delay_raw.as_deref(), "0", &[])?;
-        if drain_delay > Duration::ZERO && drain_delay >= drain_timeout {
+        if let Some(timeout) = drain_timeout
+            && drain_delay > Duration::ZERO
+            && drain_delay >= timeout
+        {
             return Err(Error::bad(
                 &delay_src,
                 delay_raw.as_deref().unwrap_or("0"),
-                format!(
-                    "must be below --drain-timeout ({})",
-                    drain_timeout.as_secs_f64()
-                ),
+                format!("must be below --drain-timeout ({})", timeout.as_secs_f64()),
             ));
         }
 
@@ -285,7 +339,7 @@ impl Config {
         let log_level = match pick("--log-level", args.log_level) {
             Some((src, v)) => Level::parse(&v)
                 .ok_or_else(|| Error::bad(&src, &v, "expected error, warn, info or debug"))?,
-            None => Level::Info,
+            None => defaults.log_level,
         };
         let signals = SignalConfig::from_args(
             pick("--stop-signal", args.stop_signal),
@@ -293,7 +347,7 @@ impl Config {
             &args.rewrite,
             args.single_child,
             &env,
-            drain_timeout.saturating_sub(drain_delay),
+            drain_timeout.map(|t| t.saturating_sub(drain_delay)),
         )?;
 
         let success_exit = if args.success_exit.is_empty() {
@@ -363,6 +417,9 @@ impl Config {
             success_exit,
             hooks,
             command,
+            parent_death_signal: None,
+            reap_warnings: false,
+            leave_cwd: false,
         })
     }
 }
@@ -462,7 +519,6 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sig::Sig;
     use std::collections::HashMap;
 
     fn os(args: &[&str]) -> Vec<OsString> {
@@ -490,7 +546,7 @@ mod tests {
     #[test]
     fn defaults() {
         let c = run_with(&["--", "app", "-x"], &[]).unwrap();
-        assert_eq!(c.drain_timeout, Duration::from_secs(9));
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(9)));
         assert_eq!(c.drain_delay, Duration::ZERO);
         assert_eq!(c.probe_interval, Duration::from_secs(5));
         assert_eq!(c.probe_timeout, Duration::from_secs(1));
@@ -512,7 +568,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(c.drain_timeout, Duration::from_secs(1));
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(1)));
         assert_eq!(c.command.len(), 3);
         assert_eq!(c.command[2], OsString::from("--drain-timeout"));
     }
@@ -525,7 +581,7 @@ mod tests {
             ("VIGIL_STOP_SIGNAL", "QUIT"),
         ];
         let c = run_with(&["--drain-timeout", "1.5", "--", "x"], &env).unwrap();
-        assert_eq!(c.drain_timeout, Duration::from_millis(1500));
+        assert_eq!(c.drain_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(c.log_format, Format::Text);
         assert_eq!(c.signals.stop_signal.first, Sig::QUIT);
     }
@@ -558,7 +614,7 @@ mod tests {
             ("app", Some("staff"))
         );
         assert_eq!(user.source, "VIGIL_USER");
-        assert_eq!(c.drain_timeout, Duration::from_secs(4));
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(4)));
         assert_eq!(c.drain_delay, Duration::from_millis(1250));
         assert_eq!(c.health_listen, Some("[::]:8086".parse().unwrap()));
         assert!(matches!(c.probe, Some(ProbeSpec::Tcp { .. })));
@@ -813,7 +869,7 @@ mod tests {
             ("VIGIL_SUCCESS_EXIT", ""),
         ];
         let c = run_with(&["x"], &env).unwrap();
-        assert_eq!(c.drain_timeout, Duration::from_secs(9));
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(9)));
         assert!(c.health_listen.is_none() && c.user.is_none() && c.probe.is_none());
         assert!(c.success_exit.is_empty());
         // A blank flag is unset too, and still wins over its env var.
@@ -836,7 +892,7 @@ mod tests {
         )
         .unwrap();
         assert!(c.health_listen.is_none() && c.user.is_none());
-        assert_eq!(c.drain_timeout, Duration::from_secs(9));
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(9)));
     }
 
     #[test]

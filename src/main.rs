@@ -5,6 +5,7 @@ mod checker;
 mod cli;
 mod drain;
 mod drill;
+mod dropin;
 mod envvars;
 mod error;
 mod flags;

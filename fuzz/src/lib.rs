@@ -7,6 +7,8 @@
 
 #[path = "../../src/cli.rs"]
 pub mod cli;
+#[path = "../../src/dropin.rs"]
+pub mod dropin;
 #[path = "../../src/envvars.rs"]
 pub mod envvars;
 #[path = "../../src/error.rs"]

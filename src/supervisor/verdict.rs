@@ -43,7 +43,12 @@ impl Supervisor {
             leftover: procs::descendants().len(),
             finished_at: Instant::now(),
         };
-        let report = drill.report(&outcome, self.config.drain_timeout);
+        let report = drill.report(
+            &outcome,
+            self.config
+                .drain_timeout
+                .unwrap_or(crate::cli::DEFAULT_DRAIN_TIMEOUT),
+        );
         let pass = report["verdict"] == "pass";
         log::info("drill finished", &[("verdict", report["verdict"].clone())]);
         let _ = writeln!(std::io::stdout(), "{report}");

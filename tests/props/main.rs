@@ -25,6 +25,8 @@
 
 #[path = "../../src/cli.rs"]
 mod cli;
+#[path = "../../src/dropin.rs"]
+mod dropin;
 #[path = "../../src/envvars.rs"]
 mod envvars;
 #[path = "../../src/error.rs"]
