@@ -52,7 +52,8 @@ pub struct Drain {
     stop: StopSignal,
     /// What goes out in place of a drain signal (`SignalConfig::drain_rewrite`).
     rewrite: Vec<(Sig, Option<Sig>)>,
-    int_ends_drain: bool,
+    /// `SignalConfig::forward_only`: no SIGINT ends the drain.
+    forward_only: bool,
     started: Option<Instant>,
     /// The drain's forward, held back by the delay: when, and the signal vigil was sent.
     forward_at: Option<(Instant, Sig)>,
@@ -72,7 +73,7 @@ impl Drain {
             delay,
             stop: signals.stop_signal.clone(),
             rewrite: signals.drain_rewrite.clone(),
-            int_ends_drain: signals.int_ends_drain,
+            forward_only: signals.forward_only,
             started: None,
             forward_at: None,
             forwarded_at: None,
@@ -115,7 +116,7 @@ impl Drain {
             } else {
                 self.forward_at = Some((now + self.delay, sig));
             }
-        } else if sig == Sig::INT && self.int_ends_drain {
+        } else if sig == Sig::INT && !self.forward_only {
             // Ctrl-C twice: stop waiting.
             self.kill_at = Some(now);
             out.push(Action::DeadlineMoved);
@@ -244,7 +245,7 @@ mod tests {
     fn peer(rewrite: &[(Sig, Option<Sig>)]) -> (Drain, Instant) {
         let signals = SignalConfig {
             drain_rewrite: rewrite.to_vec(),
-            int_ends_drain: false,
+            forward_only: true,
             ..SignalConfig::default()
         };
         (Drain::new(None, ms(0), &signals), Instant::now())

@@ -100,7 +100,8 @@ pub fn parse(
 }
 
 /// vigil's `Config` from `run` (the peer's flags as vigil's), with `defaults` where no flag or
-/// `VIGIL_*` variable says otherwise; every SIGINT is passed on, as both peers do.
+/// `VIGIL_*` variable says otherwise; the drain only forwards, as both peers do (every SIGINT
+/// passed on, no SIGCONT after the forward).
 fn config(
     mut run: RunArgs,
     command: Vec<OsString>,
@@ -112,7 +113,7 @@ fn config(
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let mut c = Config::with_defaults(run, &command, env, defaults)?;
-    c.signals.int_ends_drain = false;
+    c.signals.forward_only = true;
     Ok(c)
 }
 

@@ -135,9 +135,10 @@ pub struct SignalConfig {
     /// What the drain sends in place of a drain signal (dumb-init's `-r 15:R` and `-r 2:R`;
     /// None: nothing), before `stop_signal`'s first step. Empty under vigil's own name.
     pub drain_rewrite: Vec<(Sig, Option<Sig>)>,
-    /// Whether a SIGINT during a drain moves the deadline to now (vigil) or is passed on as a
-    /// repeated drain signal (tini and dumb-init forward every SIGINT).
-    pub int_ends_drain: bool,
+    /// The drain only passes its signals on, as tini and dumb-init do: a SIGINT during the drain
+    /// is forwarded like any repeat (vigil moves the deadline to now), and no SIGCONT follows
+    /// the forward (it still follows `stop_signal`'s later steps). Under a peer's name.
+    pub forward_only: bool,
 }
 
 impl Default for SignalConfig {
@@ -148,7 +149,7 @@ impl Default for SignalConfig {
             rewrite: Vec::new(),
             single_child: false,
             drain_rewrite: Vec::new(),
-            int_ends_drain: true,
+            forward_only: false,
         }
     }
 }

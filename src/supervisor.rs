@@ -182,7 +182,7 @@ impl Supervisor {
     /// A SIGINT during a drain moves the deadline to now, even when SIGINT is not one of the
     /// drain signals; not under a peer's name, where every SIGINT is passed on.
     fn int_ends_drain(&self, sig: Sig) -> bool {
-        sig == Sig::INT && self.drain.draining() && self.config.signals.int_ends_drain
+        sig == Sig::INT && self.drain.draining() && !self.config.signals.forward_only
     }
 
     /// Forwards `sig` after `--rewrite`.
@@ -264,8 +264,8 @@ impl Supervisor {
     }
 
     /// One step of the drain (1: its forward; 2 and on: `--stop-signal`'s later steps): `sig`,
-    /// then SIGCONT to the same target, so a stopped app can act on it. The step is logged at
-    /// info; its SIGCONT only if it fails.
+    /// then SIGCONT to the same target, so a stopped app can act on it (not after the forward
+    /// under a peer's name). The step is logged at info; its SIGCONT only if it fails.
     fn drain_step(&self, sig: Sig, step: usize) {
         let Some((target, field)) = self.target() else {
             return;
@@ -282,6 +282,10 @@ impl Supervisor {
                 log::log_at(at, log::Level::Info, "signal forwarded", &fields);
             }
             Err(errno) => not_delivered(sig, field, self.app.as_raw(), errno),
+        }
+        // Under a peer's name the forward is only that, as with tini and dumb-init.
+        if step == 1 && self.config.signals.forward_only {
+            return;
         }
         if let Err(errno) = sys::kill(target, Sig::CONT.raw()) {
             not_delivered(Sig::CONT, field, self.app.as_raw(), errno);

@@ -244,7 +244,7 @@ mod tests {
         assert_eq!(c.command.len(), 3, "options end at the command");
         assert!(!c.signals.single_child, "the whole group");
         assert_eq!(c.drain_timeout, None);
-        assert!(!c.signals.int_ends_drain);
+        assert!(c.signals.forward_only);
         assert_eq!(c.log_level, Level::Error);
         assert_eq!(c.signals.rewrite, job_stops());
         assert!(c.signals.drain_rewrite.is_empty());

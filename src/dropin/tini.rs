@@ -241,7 +241,7 @@ mod tests {
         assert_eq!(c.command, [OsString::from("app"), OsString::from("-x")]);
         assert!(c.signals.single_child, "the child only");
         assert_eq!(c.drain_timeout, None, "no deadline");
-        assert!(!c.signals.int_ends_drain, "every SIGINT is passed on");
+        assert!(c.signals.forward_only, "every SIGINT passed on, no SIGCONT");
         assert_eq!(c.log_level, Level::Warn);
         assert!(c.success_exit.is_empty());
         assert_eq!(c.parent_death_signal, None);

@@ -219,7 +219,8 @@ fn warn_if_root() {
 }
 
 /// Spawns the app in a process group of its own, with the seed's `env`; `Err(127 or 126)` if it
-/// cannot be executed.
+/// cannot be executed. With `leave_cwd`, vigil moves to `/` at once, before the app can look
+/// (dumb-init's way).
 pub(super) fn spawn(
     command: &[OsString],
     home: Option<&str>,
