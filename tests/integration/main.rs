@@ -43,6 +43,7 @@ mod lockdown;
 mod metrics;
 mod output;
 mod peers;
+mod podman;
 mod probing;
 mod reaping;
 mod runc;
