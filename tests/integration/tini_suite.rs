@@ -464,3 +464,31 @@ fn app_gets_a_clean_signal_state() {
         "vigil itself inherited them"
     );
 }
+
+/// `VIGIL_*` still applies under tini's name: with `VIGIL_DRAIN_TIMEOUT=1` a SIGTERM-ignoring
+/// app is SIGKILLed 1 s after the SIGTERM (tini itself has no deadline), and vigil is gone by
+/// 1.5 s.
+#[test]
+fn vigil_drain_timeout_applies() {
+    if Peer::Tini.is_real() {
+        return eprintln!("SKIP vigil_drain_timeout_applies: VIGIL_* is vigil's only");
+    }
+    let mut v = Peer::Tini
+        .builder(&["--", "sh", "-c", &crate::util::term_ignorer()])
+        .env("VIGIL_DRAIN_TIMEOUT", "1")
+        .start(Mode::Subreaper);
+    v.wait_for_line("ready", CEILING);
+    let sent = v.signal(nix::sys::signal::Signal::SIGTERM);
+    let exit = v.wait_exit(CEILING);
+    assert_eq!(exit.code, 128 + 9, "{}", v.dump());
+    let took = exit.at - sent;
+    let (low, high) = (
+        crate::util::secs(1.0),
+        crate::util::secs(1.5) + crate::util::SLACK,
+    );
+    assert!(
+        took >= low && took <= high,
+        "gone after {took:?}\n{}",
+        v.dump()
+    );
+}
