@@ -9,12 +9,14 @@
 use crate::argv;
 use crate::drill_args as drill;
 pub use crate::drill_args::DrillConfig;
+use crate::dropin;
 use crate::envvars;
 use crate::error::Error;
 use crate::flags::{DrillArgs, ProbeArgs, RunArgs};
 use crate::log::{Format, Level};
 use crate::privileges::UserSpec;
 use crate::probe::{self, ProbeSpec};
+use crate::sig::Sig;
 use crate::sigflags::SignalConfig;
 use argh::{ArgsInfo, FromArgs};
 use std::ffi::OsString;
@@ -29,7 +31,7 @@ pub enum Command {
     Run(Config),
     Drill(Config, DrillConfig),
     Probe(ProbeSpec, Duration),
-    /// `--help` or `--version` was printed: exit with this status.
+    /// Something was printed (help, a version, a peer's usage error): exit with this status.
     Done(u8),
 }
 
@@ -38,7 +40,8 @@ pub enum Command {
 pub struct Config {
     pub user: Option<UserSpec>,
     pub allow_setuid: bool,
-    pub drain_timeout: Duration,
+    /// None: no drain deadline (a peer's name without `VIGIL_DRAIN_TIMEOUT`).
+    pub drain_timeout: Option<Duration>,
     pub drain_delay: Duration,
     pub health_listen: Option<SocketAddr>,
     pub probe: Option<ProbeSpec>,
@@ -54,6 +57,34 @@ pub struct Config {
     /// `--env-from`, `--pre-start`, `--post-stop` and their timeouts.
     pub hooks: HookConfig,
     pub command: Vec<OsString>,
+    /// tini's `-p SIG`: vigil's own parent-death signal, set after the privilege drop.
+    pub parent_death_signal: Option<Sig>,
+    /// tini's `-w`: each reaped orphan is a warn line, not a debug one.
+    pub reap_warnings: bool,
+    /// dumb-init's way: once the app runs, vigil leaves its working directory for `/`.
+    pub leave_cwd: bool,
+}
+
+/// `--drain-timeout` when nothing sets it; with no drain deadline (a peer's name), still what
+/// the app's leftovers get once it exits.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(9);
+
+/// What a setting is when neither its flag nor its variable gives it, where a peer's name
+/// differs from vigil's own (contract, "Drop-in names").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    /// The command's name for a usage line (`vigil`, `vigil drill`, `tini`, ...).
+    pub name: &'static str,
+    pub drain_timeout: Option<Duration>,
+    pub log_level: Level,
+}
+
+impl Defaults {
+    pub const VIGIL: Defaults = Defaults {
+        name: VIGIL,
+        drain_timeout: Some(DEFAULT_DRAIN_TIMEOUT),
+        log_level: Level::Info,
+    };
 }
 
 /// The start-up and clean-up hooks (contract, "Start-up and clean-up hooks").
@@ -71,6 +102,19 @@ pub struct HookConfig {
 /// Parses the whole command line (`argv[0]` included). `env` looks up a variable.
 /// `raw` keeps the original arguments so a non-UTF-8 argument of the app reaches it untouched.
 pub fn parse(raw: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Result<Command, Error> {
+    if let Some(peer) = raw.first().and_then(dropin::Peer::named) {
+        return match dropin::parse(peer, raw, env)? {
+            dropin::Parsed::Run(config) => Ok(Command::Run(*config)),
+            dropin::Parsed::Exit(answer) => {
+                let _ = if answer.stderr {
+                    write!(std::io::stderr(), "{}", answer.text)
+                } else {
+                    write!(std::io::stdout(), "{}", answer.text)
+                };
+                Ok(Command::Done(answer.code))
+            }
+        };
+    }
     let args: Vec<String> = raw
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -221,6 +265,20 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         name: &'static str,
     ) -> Result<Config, Error> {
+        let defaults = Defaults {
+            name,
+            ..Defaults::VIGIL
+        };
+        Config::with_defaults(args, raw, env, &defaults)
+    }
+
+    /// `from_args` where `defaults` fills in what neither a flag nor a variable sets.
+    pub fn with_defaults(
+        args: RunArgs,
+        raw: &[OsString],
+        env: &dyn Fn(&str) -> Option<String>,
+        defaults: &Defaults,
+    ) -> Result<Config, Error> {
         // A blank value is unset, given by flag or env; a flag given at all wins over its env
         // var, so `--health-listen ''` means no server whatever VIGIL_HEALTH_LISTEN says.
         let env = |name: &str| envvars::set(env(name));
@@ -243,23 +301,27 @@ impl Config {
         };
 
         if args.command.is_empty() {
+            let name = defaults.name;
             return Err(Error::Usage(
                 format!("missing COMMAND: {name} [OPTIONS] -- COMMAND [ARGS...]"),
                 name,
             ));
         }
-        let drain_timeout = secs("--drain-timeout", args.drain_timeout, "9", &[])?;
+        let drain_timeout = match pick("--drain-timeout", args.drain_timeout) {
+            Some((src, v)) => Some(seconds(&src, Some(&v), "", &[])?),
+            None => defaults.drain_timeout,
+        };
         let (delay_src, delay_raw) = pick("--drain-delay", args.drain_delay).unzip();
         let delay_src = delay_src.unwrap_or_else(|| "--drain-delay".into());
         let drain_delay = seconds(&delay_src, delay_raw.as_deref(), "0", &[])?;
-        if drain_delay > Duration::ZERO && drain_delay >= drain_timeout {
+        if let Some(timeout) = drain_timeout
+            && drain_delay > Duration::ZERO
+            && drain_delay >= timeout
+        {
             return Err(Error::bad(
                 &delay_src,
                 delay_raw.as_deref().unwrap_or("0"),
-                format!(
-                    "must be below --drain-timeout ({})",
-                    drain_timeout.as_secs_f64()
-                ),
+                format!("must be below --drain-timeout ({})", timeout.as_secs_f64()),
             ));
         }
 
@@ -352,7 +414,7 @@ impl Config {
         let log_level = match pick("--log-level", args.log_level) {
             Some((src, v)) => Level::parse(&v)
                 .ok_or_else(|| Error::bad(&src, &v, "expected error, warn, info or debug"))?,
-            None => Level::Info,
+            None => defaults.log_level,
         };
         let signals = SignalConfig::from_args(
             pick("--stop-signal", args.stop_signal),
@@ -360,7 +422,7 @@ impl Config {
             &args.rewrite,
             args.single_child,
             &env,
-            drain_timeout.saturating_sub(drain_delay),
+            drain_timeout.map(|t| t.saturating_sub(drain_delay)),
         )?;
 
         let success_exit = if args.success_exit.is_empty() {
@@ -430,6 +492,9 @@ impl Config {
             success_exit,
             hooks,
             command,
+            parent_death_signal: None,
+            reap_warnings: false,
+            leave_cwd: false,
         })
     }
 }
@@ -529,7 +594,6 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sig::Sig;
     use std::collections::HashMap;
 
     fn os(args: &[&str]) -> Vec<OsString> {
@@ -557,7 +621,7 @@ mod tests {
     #[test]
     fn defaults() {
         let c = run_with(&["--", "app", "-x"], &[]).unwrap();
-        assert_eq!(c.drain_timeout, Duration::from_secs(9));
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(9)));
         assert_eq!(c.drain_delay, Duration::ZERO);
         assert_eq!(c.probe_interval, Duration::from_secs(5));
         assert_eq!(c.probe_timeout, Duration::from_secs(1));
@@ -579,7 +643,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(c.drain_timeout, Duration::from_secs(1));
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(1)));
         assert_eq!(c.command.len(), 3);
         assert_eq!(c.command[2], OsString::from("--drain-timeout"));
     }
@@ -592,7 +656,7 @@ mod tests {
             ("VIGIL_STOP_SIGNAL", "QUIT"),
         ];
         let c = run_with(&["--drain-timeout", "1.5", "--", "x"], &env).unwrap();
-        assert_eq!(c.drain_timeout, Duration::from_millis(1500));
+        assert_eq!(c.drain_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(c.log_format, Format::Text);
         assert_eq!(c.signals.stop_signal.first, Sig::QUIT);
     }
@@ -625,7 +689,7 @@ mod tests {
             ("app", Some("staff"))
         );
         assert_eq!(user.source, "VIGIL_USER");
-        assert_eq!(c.drain_timeout, Duration::from_secs(4));
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(4)));
         assert_eq!(c.drain_delay, Duration::from_millis(1250));
         assert_eq!(c.health_listen, Some("[::]:8086".parse().unwrap()));
         assert!(matches!(c.probe, Some(ProbeSpec::Tcp { .. })));
@@ -880,7 +944,7 @@ mod tests {
             ("VIGIL_SUCCESS_EXIT", ""),
         ];
         let c = run_with(&["x"], &env).unwrap();
-        assert_eq!(c.drain_timeout, Duration::from_secs(9));
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(9)));
         assert!(c.health_listen.is_none() && c.user.is_none() && c.probe.is_none());
         assert!(c.success_exit.is_empty());
         // A blank flag is unset too, and still wins over its env var.
@@ -903,7 +967,7 @@ mod tests {
         )
         .unwrap();
         assert!(c.health_listen.is_none() && c.user.is_none());
-        assert_eq!(c.drain_timeout, Duration::from_secs(9));
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(9)));
     }
 
     #[test]
@@ -1089,7 +1153,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(c.drain_timeout, Duration::from_secs(3));
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(3)));
         assert_eq!(c.user.map(|u| u.user), Some("nobody".to_string()));
         assert_eq!(c.command, os(&["x", "--y=1"])[1..]);
         let none = |_: &str| None;

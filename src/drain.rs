@@ -9,9 +9,15 @@
 //! that first forward while the app runs; at t0 + timeout whatever is left gets SIGKILL; by
 //! t0 + timeout + `REAP_GRACE` vigil is gone. When the app exits, whatever it left gets SIGTERM
 //! at once: during a drain with the drain's deadline, otherwise (7) with a deadline of its own.
+//!
+//! Under a peer's name (contract, "Drop-in names") there may be no drain deadline at all, as
+//! with tini and dumb-init: the app then has as long as it takes, and only what it leaves behind
+//! once it is gone gets the default drain timeout, so a leftover that ignores SIGTERM cannot hold the
+//! container forever (the peers exit at once and leave it to the kernel).
 
+use crate::cli::DEFAULT_DRAIN_TIMEOUT as DEFAULT_TIMEOUT;
 use crate::sig::Sig;
-use crate::sigflags::StopSignal;
+use crate::sigflags::{SignalConfig, StopSignal};
 use std::time::{Duration, Instant};
 
 /// After the SIGKILL, how long vigil waits to reap before exiting anyway: a killed process
@@ -40,9 +46,14 @@ pub enum Action {
 
 #[derive(Debug, Clone)]
 pub struct Drain {
-    timeout: Duration,
+    /// None: no deadline while the app runs.
+    timeout: Option<Duration>,
     delay: Duration,
     stop: StopSignal,
+    /// What goes out in place of a drain signal (`SignalConfig::drain_rewrite`).
+    rewrite: Vec<(Sig, Option<Sig>)>,
+    /// `SignalConfig::forward_only`: no SIGINT ends the drain.
+    forward_only: bool,
     started: Option<Instant>,
     /// The drain's forward, held back by the delay: when, and the signal vigil was sent.
     forward_at: Option<(Instant, Sig)>,
@@ -56,11 +67,13 @@ pub struct Drain {
 }
 
 impl Drain {
-    pub fn new(timeout: Duration, delay: Duration, stop: StopSignal) -> Drain {
+    pub fn new(timeout: Option<Duration>, delay: Duration, signals: &SignalConfig) -> Drain {
         Drain {
             timeout,
             delay,
-            stop,
+            stop: signals.stop_signal.clone(),
+            rewrite: signals.drain_rewrite.clone(),
+            forward_only: signals.forward_only,
             started: None,
             forward_at: None,
             forwarded_at: None,
@@ -94,34 +107,37 @@ impl Drain {
         if self.started.is_none() {
             self.started = Some(now);
             out.push(Action::Started(sig));
-            let deadline = now + self.timeout;
-            self.kill_at = Some(self.kill_at.map_or(deadline, |k| k.min(deadline)));
+            if let Some(timeout) = self.timeout {
+                let deadline = now + timeout;
+                self.kill_at = Some(self.kill_at.map_or(deadline, |k| k.min(deadline)));
+            }
             if self.delay.is_zero() {
-                out.push(self.forward(sig, now));
+                out.extend(self.forward(sig, now));
             } else {
                 self.forward_at = Some((now + self.delay, sig));
             }
-        } else if sig == Sig::INT {
+        } else if sig == Sig::INT && !self.forward_only {
             // Ctrl-C twice: stop waiting.
             self.kill_at = Some(now);
             out.push(Action::DeadlineMoved);
         } else if self.forward_at.is_none() {
             // A repeated drain signal is passed on once the delay is over, and moves no deadline.
-            out.push(self.forward(sig, now));
+            out.extend(self.forward(sig, now));
         }
         out.extend(self.due(now));
         out
     }
 
-    /// The drain's forward of `sig`: SIGTERM becomes the stop signal, any other goes as itself.
-    fn forward(&mut self, sig: Sig, now: Instant) -> Action {
+    /// The drain's forward of `sig`: its drain rewrite if it has one (None: nothing goes out),
+    /// else SIGTERM becomes the stop signal and any other goes as itself.
+    fn forward(&mut self, sig: Sig, now: Instant) -> Option<Action> {
         self.forwarded_at.get_or_insert(now);
-        let sig = if sig == Sig::TERM {
-            self.stop.first
-        } else {
-            sig
+        let to = match self.rewrite.iter().find(|&&(from, _)| from == sig) {
+            Some(&(_, to)) => to,
+            None if sig == Sig::TERM => Some(self.stop.first),
+            None => Some(sig),
         };
-        Action::Forward { sig, step: 1 }
+        to.map(|sig| Action::Forward { sig, step: 1 })
     }
 
     /// The app was reaped. `children_left` says whether anything else still runs.
@@ -135,7 +151,7 @@ impl Drain {
             return Vec::new();
         }
         if self.kill_at.is_none() {
-            self.kill_at = Some(now + self.timeout);
+            self.kill_at = Some(now + self.timeout.unwrap_or(DEFAULT_TIMEOUT));
         }
         vec![Action::TermLeftovers {
             draining: self.draining(),
@@ -159,7 +175,7 @@ impl Drain {
             && self.killed_at.is_none()
         {
             self.forward_at = None;
-            out.push(self.forward(sig, now));
+            out.extend(self.forward(sig, now));
         }
         while let Some((at, sig)) = self.next_step()
             && now >= at
@@ -206,15 +222,33 @@ mod tests {
     }
 
     fn drain(timeout: u64, delay: u64) -> (Drain, Instant) {
+        let signals = SignalConfig::default();
         (
-            Drain::new(ms(timeout), ms(delay), StopSignal::default()),
+            Drain::new(Some(ms(timeout)), ms(delay), &signals),
             Instant::now(),
         )
     }
 
     fn stepped(timeout: u64, delay: u64, spec: &str) -> (Drain, Instant) {
-        let stop = StopSignal::parse(spec).unwrap();
-        (Drain::new(ms(timeout), ms(delay), stop), Instant::now())
+        let signals = SignalConfig {
+            stop_signal: StopSignal::parse(spec).unwrap(),
+            ..SignalConfig::default()
+        };
+        (
+            Drain::new(Some(ms(timeout)), ms(delay), &signals),
+            Instant::now(),
+        )
+    }
+
+    /// As under a peer's name: no deadline, every SIGINT passed on, and `rewrite` (dumb-init's
+    /// `-r` for the drain signals).
+    fn peer(rewrite: &[(Sig, Option<Sig>)]) -> (Drain, Instant) {
+        let signals = SignalConfig {
+            drain_rewrite: rewrite.to_vec(),
+            forward_only: true,
+            ..SignalConfig::default()
+        };
+        (Drain::new(None, ms(0), &signals), Instant::now())
     }
 
     fn fwd(sig: Sig) -> Action {
@@ -432,5 +466,63 @@ mod tests {
             d.on_signal(Sig::TERM, t0),
             [Started(Sig::TERM), fwd(Sig::TERM), KillAll]
         );
+    }
+
+    /// tini's and dumb-init's way: SIGTERM is passed on and nothing is ever killed while the
+    /// app runs, however long it takes.
+    #[test]
+    fn no_deadline_kills_nothing_while_the_app_runs() {
+        let (mut d, t0) = peer(&[]);
+        assert_eq!(
+            d.on_signal(Sig::TERM, t0),
+            [Started(Sig::TERM), fwd(Sig::TERM)]
+        );
+        assert_eq!(d.next_deadline(), None);
+        assert!(d.due(t0 + ms(3_600_000)).is_empty());
+        assert!(!d.killed());
+    }
+
+    /// With no drain deadline, a second SIGINT is forwarded like any repeated drain signal.
+    #[test]
+    fn no_deadline_forwards_a_second_sigint() {
+        let (mut d, t0) = peer(&[]);
+        assert_eq!(
+            d.on_signal(Sig::INT, t0),
+            [Started(Sig::INT), fwd(Sig::INT)]
+        );
+        assert_eq!(d.on_signal(Sig::INT, t0 + ms(10)), [fwd(Sig::INT)]);
+        assert_eq!(d.on_signal(Sig::TERM, t0 + ms(20)), [fwd(Sig::TERM)]);
+        assert_eq!(d.next_deadline(), None);
+    }
+
+    /// What the app leaves gets SIGTERM, then the default timeout, even with no drain deadline.
+    #[test]
+    fn no_deadline_still_bounds_the_leftovers() {
+        let (mut d, t0) = peer(&[]);
+        d.on_signal(Sig::TERM, t0);
+        let t1 = t0 + ms(60_000);
+        assert_eq!(d.on_app_exit(t1, true), [TermLeftovers { draining: true }]);
+        assert_eq!(d.next_deadline(), Some(t1 + DEFAULT_TIMEOUT));
+        let (mut d, t0) = peer(&[]);
+        assert_eq!(d.on_app_exit(t0, true), [TermLeftovers { draining: false }]);
+        assert_eq!(d.due(t0 + DEFAULT_TIMEOUT), [KillAll]);
+    }
+
+    /// dumb-init's `-r 15:3 -r 2:0`: SIGTERM goes on as SIGQUIT, SIGINT not at all, and the
+    /// drain still starts (and, with a deadline, would still kill).
+    #[test]
+    fn drain_rewrites_replace_the_forward() {
+        let (mut d, t0) = peer(&[(Sig::TERM, Some(Sig::QUIT)), (Sig::INT, None)]);
+        assert_eq!(d.on_signal(Sig::INT, t0), [Started(Sig::INT)]);
+        assert!(d.draining());
+        assert_eq!(d.on_signal(Sig::TERM, t0 + ms(5)), [fwd(Sig::QUIT)]);
+        assert!(d.on_signal(Sig::INT, t0 + ms(6)).is_empty());
+        let signals = SignalConfig {
+            drain_rewrite: vec![(Sig::TERM, None)],
+            ..SignalConfig::default()
+        };
+        let mut d = Drain::new(Some(ms(1000)), ms(0), &signals);
+        assert_eq!(d.on_signal(Sig::TERM, t0), [Started(Sig::TERM)]);
+        assert_eq!(d.due(t0 + ms(1000)), [KillAll]);
     }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod drain;
 mod drill;
 mod drill_args;
+mod dropin;
 mod envvars;
 mod error;
 mod flags;

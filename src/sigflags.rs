@@ -132,6 +132,13 @@ pub struct SignalConfig {
     pub rewrite: Vec<(Sig, Option<Sig>)>,
     /// Forwarded and stop signals go to the app's pid, not its group.
     pub single_child: bool,
+    /// What the drain sends in place of a drain signal (dumb-init's `-r 15:R` and `-r 2:R`;
+    /// None: nothing), before `stop_signal`'s first step. Empty under vigil's own name.
+    pub drain_rewrite: Vec<(Sig, Option<Sig>)>,
+    /// The drain only passes its signals on, as tini and dumb-init do: a SIGINT during the drain
+    /// is forwarded like any repeat (vigil moves the deadline to now), and no SIGCONT follows
+    /// the forward (it still follows `stop_signal`'s later steps). Under a peer's name.
+    pub forward_only: bool,
 }
 
 impl Default for SignalConfig {
@@ -141,6 +148,8 @@ impl Default for SignalConfig {
             drain_signals: vec![Sig::TERM, Sig::INT],
             rewrite: Vec::new(),
             single_child: false,
+            drain_rewrite: Vec::new(),
+            forward_only: false,
         }
     }
 }
@@ -148,14 +157,15 @@ impl Default for SignalConfig {
 impl SignalConfig {
     /// From the flags, or their variables: `stop` and `drain` are `(source, value)` as the
     /// flag or `VIGIL_*` gave them; the `--rewrite` flags, when any, replace `VIGIL_REWRITE`.
-    /// `budget` is the drain timeout minus the delay, which the stop steps must fit in.
+    /// `budget` is the drain timeout minus the delay, which the stop steps must fit in (None:
+    /// no drain deadline).
     pub fn from_args(
         stop: Option<(String, String)>,
         drain: Option<(String, String)>,
         rewrite_flags: &[String],
         single_child_flag: bool,
         env: &dyn Fn(&str) -> Option<String>,
-        budget: Duration,
+        budget: Option<Duration>,
     ) -> Result<SignalConfig, Error> {
         let mut c = SignalConfig::default();
         // An empty variable counts as unset (a deployment undoing an image's ENV).
@@ -164,9 +174,11 @@ impl SignalConfig {
         };
         if let Some((src, v)) = set(stop) {
             c.stop_signal = StopSignal::parse(&v).map_err(|why| Error::bad(&src, &v, why))?;
-            c.stop_signal
-                .fits(budget)
-                .map_err(|why| Error::bad(&src, &v, why))?;
+            if let Some(budget) = budget {
+                c.stop_signal
+                    .fits(budget)
+                    .map_err(|why| Error::bad(&src, &v, why))?;
+            }
         }
         if let Some((src, v)) = set(drain) {
             c.drain_signals = parse_drain_signals(&v).map_err(|why| Error::bad(&src, &v, why))?;

@@ -149,9 +149,7 @@ impl Supervisor {
     /// from a write to a closed stderr would raise the next one.
     fn on_signal(&mut self, taken: Taken) {
         let sig = taken.sig;
-        if self.config.signals.drain_signals.contains(&sig)
-            || (sig == Sig::INT && self.drain.draining())
-        {
+        if self.config.signals.drain_signals.contains(&sig) || self.int_ends_drain(sig) {
             self.drain_on(sig);
         } else if self.passes_on(taken) {
             self.pass_on(sig);
@@ -180,7 +178,13 @@ impl Supervisor {
             && sig != Sig::CHLD
             && !sig.libc_reserved()
             && !self.config.signals.drain_signals.contains(&sig)
-            && !(sig == Sig::INT && self.drain.draining())
+            && !self.int_ends_drain(sig)
+    }
+
+    /// A SIGINT during a drain moves the deadline to now, even when SIGINT is not one of the
+    /// drain signals; not under a peer's name, where every SIGINT is passed on.
+    fn int_ends_drain(&self, sig: Sig) -> bool {
+        sig == Sig::INT && self.drain.draining() && !self.config.signals.forward_only
     }
 
     /// Forwards `sig` after `--rewrite`.
@@ -207,7 +211,10 @@ impl Supervisor {
                         &[
                             ("signal", json!(sig.name())),
                             ("delay_s", json!(self.config.drain_delay.as_secs_f64())),
-                            ("timeout_s", json!(self.config.drain_timeout.as_secs_f64())),
+                            (
+                                "timeout_s",
+                                json!(self.config.drain_timeout.map(|t| t.as_secs_f64())),
+                            ),
                         ],
                     );
                 }
@@ -259,8 +266,8 @@ impl Supervisor {
     }
 
     /// One step of the drain (1: its forward; 2 and on: `--stop-signal`'s later steps): `sig`,
-    /// then SIGCONT to the same target, so a stopped app can act on it. The step is logged at
-    /// info; its SIGCONT only if it fails.
+    /// then SIGCONT to the same target, so a stopped app can act on it (not after the forward
+    /// under a peer's name). The step is logged at info; its SIGCONT only if it fails.
     fn drain_step(&self, sig: Sig, step: usize) {
         let Some((target, field)) = self.target() else {
             return;
@@ -277,6 +284,10 @@ impl Supervisor {
                 log::log_at(at, log::Level::Info, "signal forwarded", &fields);
             }
             Err(errno) => not_delivered(sig, field, self.app.as_raw(), errno),
+        }
+        // Under a peer's name the forward is only that, as with tini and dumb-init.
+        if step == 1 && self.config.signals.forward_only {
+            return;
         }
         if let Err(errno) = sys::kill(target, Sig::CONT.raw()) {
             not_delivered(Sig::CONT, field, self.app.as_raw(), errno);
@@ -321,19 +332,29 @@ impl Supervisor {
                 log::info("app exited", &fields);
             } else if self.probe_children.deliver(pid, status) {
                 continue;
-            } else if log::enabled(log::Level::Debug) {
-                log::debug(
-                    "orphan reaped",
-                    &[
-                        ("pid", json!(pid)),
-                        ("status", json!(reaper::exit_code(status))),
-                    ],
-                );
+            } else {
+                self.orphan_reaped(pid, status);
             }
         }
         if app_exited {
             let actions = self.drain.on_app_exit(Instant::now(), self.children_left);
             self.act(&actions);
+        }
+    }
+
+    /// A reaped orphan is a debug line, or a warn line under tini's `-w`.
+    fn orphan_reaped(&self, pid: i32, status: i32) {
+        let level = if self.config.reap_warnings {
+            log::Level::Warn
+        } else {
+            log::Level::Debug
+        };
+        if log::enabled(level) {
+            let fields = [
+                ("pid", json!(pid)),
+                ("status", json!(reaper::exit_code(status))),
+            ];
+            log::log(level, "orphan reaped", &fields);
         }
     }
 

@@ -13,6 +13,8 @@ pub mod cli;
 pub mod drill;
 #[path = "../../src/drill_args.rs"]
 pub mod drill_args;
+#[path = "../../src/dropin.rs"]
+pub mod dropin;
 #[path = "../../src/envvars.rs"]
 pub mod envvars;
 #[path = "../../src/error.rs"]

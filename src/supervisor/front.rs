@@ -223,7 +223,8 @@ impl Supervisor {
     /// Every start-up hook passed: spawn the app, and with it the probes and the drill's clock.
     fn start_app(&mut self, now: Instant) {
         let home = self.front.home.clone();
-        match super::start::spawn(&self.config.command, home.as_deref(), &self.front.env) {
+        let (command, leave_cwd) = (&self.config.command, self.config.leave_cwd);
+        match super::start::spawn(command, home.as_deref(), &self.front.env, leave_cwd) {
             Ok(app) => {
                 self.app = app;
                 let ready_once = self.config.probe.is_none();

@@ -13,6 +13,7 @@ use crate::health;
 use crate::log;
 use crate::metrics;
 use crate::privileges::{self, Credentials, Dropped, UserSpec};
+use crate::sig::Sig;
 use crate::signals::Signals;
 use crate::spawn;
 use crate::status::{Shared, Status};
@@ -64,6 +65,9 @@ impl Supervisor {
         if let (Some((spec, c)), Some(dropped)) = (&creds, dropped) {
             announce_drop(spec, c, dropped);
         }
+        if let Some(sig) = config.parent_death_signal {
+            set_parent_death_signal(sig);
+        }
         warn_if_root();
         envvars::warn_unknown(cli::run_help);
         if let Some(listener) = listener {
@@ -71,13 +75,12 @@ impl Supervisor {
         }
         let home = creds.as_ref().map(|(_, c)| c.home.clone());
         let front = Front::new(&config, home)?;
-        let drain = Drain::new(
-            config.drain_timeout,
-            config.drain_delay,
-            config.signals.stop_signal.clone(),
-        );
+        let drain = Drain::new(config.drain_timeout, config.drain_delay, &config.signals);
         let drill = drill_config.map(|d| {
-            let limits = Limits::new(&d, config.startup_grace, config.drain_timeout);
+            let timeout = config
+                .drain_timeout
+                .unwrap_or(crate::cli::DEFAULT_DRAIN_TIMEOUT);
+            let limits = Limits::new(&d, config.startup_grace, timeout);
             Drill::new(limits, config.probe.is_some(), started_at)
         });
         let mut sup = Supervisor {
@@ -178,6 +181,36 @@ fn announce_drop(spec: &UserSpec, c: &Credentials, dropped: Dropped) {
     }
 }
 
+/// tini's `-p SIG`: `sig` comes to vigil when its parent dies, and is then handled as any signal
+/// another process sent (a drain signal drains, others are forwarded). Set after the privilege
+/// drop, since the kernel clears it on a change of ids; a failure is a warn line.
+fn set_parent_death_signal(sig: Sig) {
+    let set = nix::sys::signal::Signal::try_from(sig.raw())
+        .map_err(|_| nix::Error::EINVAL)
+        .and_then(nix::sys::prctl::set_pdeathsig);
+    match set {
+        Ok(()) => log::debug("parent death signal set", &[("signal", json!(sig.name()))]),
+        Err(errno) => log::warn(
+            "parent death signal not set",
+            &[
+                ("signal", json!(sig.name())),
+                ("error", json!(errno.desc())),
+            ],
+        ),
+    }
+}
+
+/// dumb-init's way: vigil holds no reference to the directory it was started in, so it can be
+/// unmounted or removed while the app, which started there, runs on.
+fn leave_working_directory() {
+    if let Err(e) = std::env::set_current_dir("/") {
+        log::warn(
+            "cannot leave the working directory",
+            &[("error", json!(e.to_string()))],
+        );
+    }
+}
+
 /// Without `--user`, or with `--user root`, the platform's non-root rule is broken: say so.
 fn warn_if_root() {
     if geteuid().is_root() {
@@ -192,11 +225,13 @@ fn warn_if_root() {
 }
 
 /// Spawns the app in a process group of its own, with the seed's `env`; `Err(127 or 126)` if it
-/// cannot be executed.
+/// cannot be executed. With `leave_cwd`, vigil moves to `/` at once, before the app can look
+/// (dumb-init's way).
 pub(super) fn spawn(
     command: &[OsString],
     home: Option<&str>,
     env: &[(OsString, OsString)],
+    leave_cwd: bool,
 ) -> Result<Pid, u8> {
     let shown: Vec<String> = command
         .iter()
@@ -204,6 +239,9 @@ pub(super) fn spawn(
         .collect();
     match spawn::spawn_front(command, home, env, false) {
         Ok(child) => {
+            if leave_cwd {
+                leave_working_directory();
+            }
             let app = Pid::from_raw(child.id() as i32);
             log::info(
                 "app spawned",

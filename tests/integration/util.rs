@@ -611,6 +611,7 @@ pub struct Builder {
     program: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    unset: Vec<String>,
     prefix: Vec<String>,
     setup: String,
     tty: bool,
@@ -625,6 +626,7 @@ pub fn vigil<S: AsRef<str>>(args: &[S]) -> Builder {
         program: vigil_bin().to_string(),
         args: args.iter().map(|a| a.as_ref().to_string()).collect(),
         env: Vec::new(),
+        unset: Vec::new(),
         prefix: Vec::new(),
         setup: String::new(),
         tty: false,
@@ -637,6 +639,12 @@ pub fn vigil<S: AsRef<str>>(args: &[S]) -> Builder {
 impl Builder {
     pub fn env(mut self, key: &str, value: &str) -> Builder {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Removes `key` from the environment vigil gets, should the test's runner have it.
+    pub fn env_remove(mut self, key: &str) -> Builder {
+        self.unset.push(key.to_string());
         self
     }
 
@@ -772,6 +780,9 @@ impl Builder {
             if key.to_string_lossy().starts_with("VIGIL_") {
                 cmd.env_remove(key);
             }
+        }
+        for k in &self.unset {
+            cmd.env_remove(k);
         }
         for (k, v) in &self.env {
             cmd.env(k, v);

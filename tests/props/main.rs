@@ -31,6 +31,8 @@ mod cli;
 mod drill;
 #[path = "../../src/drill_args.rs"]
 mod drill_args;
+#[path = "../../src/dropin.rs"]
+mod dropin;
 #[path = "../../src/envvars.rs"]
 mod envvars;
 #[path = "../../src/error.rs"]
