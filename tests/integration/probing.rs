@@ -69,6 +69,10 @@ fn liveness_holds_through_a_drain(mode: Mode) {
         "0.2",
         "--probe-failures",
         "1",
+        // A probe slower than the default 1 s on a loaded machine would fail liveness before
+        // the drain begins; what is tested is the drain.
+        "--probe-timeout",
+        "5",
         "--startup-grace",
         "0",
         "--drain-timeout",
