@@ -150,7 +150,7 @@ pub fn parse(raw: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Result<C
             }
             let run = run_args(VIGIL, &split.main)?;
             if run.version {
-                let _ = writeln!(std::io::stdout(), "vigil {}", env!("CARGO_PKG_VERSION"));
+                let _ = writeln!(std::io::stdout(), "{}", crate::version::LINE);
                 return Ok(Command::Done(0));
             }
             Ok(Command::Run(Config::from_args(run, raw, env, VIGIL)?))

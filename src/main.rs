@@ -29,6 +29,7 @@ mod spawn;
 mod status;
 mod supervisor;
 mod sys;
+mod version;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -203,12 +203,32 @@ fn help_lists_every_flag() {
     }
 }
 
+/// `vigil 0.2.0 (abc1234, x86_64-unknown-linux-gnu)`: version, HEAD's short id, target. A
+/// release binary under test (`TEST_BIN`) has its own target; its version must be this one.
 #[test]
 fn version() {
     let (code, out, err) = run(vigil(&["--version"]), Mode::Subreaper);
     assert_eq!(code, 0, "{err:#?}");
-    let text = [out, err].concat().join("\n");
-    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+    assert!(err.is_empty(), "{err:#?}");
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=7", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let commit = head.as_deref().unwrap_or("unknown commit");
+    let version = env!("CARGO_PKG_VERSION");
+    if std::env::var_os("TEST_BIN").is_none() {
+        let target = env!("VIGIL_BUILD_TARGET");
+        assert_eq!(out, vec![format!("vigil {version} ({commit}, {target})")]);
+    } else {
+        let prefix = format!("vigil {version} ({commit}, ");
+        assert!(
+            out.len() == 1 && out[0].starts_with(&prefix) && out[0].ends_with("-linux-musl)"),
+            "{out:?}"
+        );
+    }
 }
 
 /// Everything after `--` is the app's, flags included, untouched.

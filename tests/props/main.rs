@@ -65,6 +65,8 @@ mod sink;
 mod status;
 #[path = "../../src/sys.rs"]
 mod sys;
+#[path = "../../src/version.rs"]
+mod version;
 
 mod engine;
 
