@@ -9,10 +9,10 @@
 
 use crate::util::{
     CEILING, LOOP, Mode, SLACK, Scratch, Vigil, closed_port, instant_of_wall, is_root, poll_until,
-    require, rfc3339_secs, secs, term_ignorer, vigil, vigil_bin, watch,
+    require, rfc3339_secs, secs, term_ignorer, vigil, vigil_command, watch,
 };
 use serde_json::Value;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 both_modes!(
@@ -525,7 +525,7 @@ fn usage_errors() {
         with_app(&["--report", "/nonexistent/dir/report.json"]),
     ];
     for case in cases {
-        let mut cmd = Command::new(vigil_bin());
+        let mut cmd = vigil_command();
         cmd.arg("drill").args(&case);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("VIGIL_") {

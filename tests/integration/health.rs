@@ -10,7 +10,7 @@
 use crate::util::{
     CEILING, LOOP, Mode, ProcRef, SLACK, Scratch, can_unshare, closed_port, descendants,
     instant_of_wall, poll_until, require, secs, socket_fds, stat, status_field, tcp_listeners,
-    term_ignorer, vigil, vigil_bin, wait_until, zombies,
+    term_ignorer, vigil, vigil_command, wait_until, zombies,
 };
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -1300,7 +1300,7 @@ fn startup_grace() {
 
 /// Runs `vigil probe ARGS` with a ceiling: (exit code, how long it took, stderr).
 fn probe_cmd(args: &[&str]) -> (i32, Duration, String) {
-    let mut cmd = Command::new(vigil_bin());
+    let mut cmd = vigil_command();
     cmd.arg("probe").args(args);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("VIGIL_") {

@@ -301,7 +301,7 @@ fn no_env_value_in_the_log(mode: Mode) {
 #[test]
 fn probe_url_with_wide_char_at_byte_7_is_refused() {
     for target in ["abcdef\u{e9}", "http:/\u{e9}x"] {
-        let out = std::process::Command::new(crate::util::vigil_bin())
+        let out = crate::util::vigil_command()
             .args(["probe", target])
             .output()
             .expect("run vigil probe");
@@ -310,7 +310,7 @@ fn probe_url_with_wide_char_at_byte_7_is_refused() {
             Some(2),
             "vigil probe {target:?}: {out:?}"
         );
-        let out = std::process::Command::new(crate::util::vigil_bin())
+        let out = crate::util::vigil_command()
             .args(["--probe-http", target, "--", "true"])
             .output()
             .expect("run vigil");
@@ -327,7 +327,7 @@ fn probe_url_with_wide_char_at_byte_7_is_refused() {
 #[test]
 fn probe_url_with_unbalanced_bracket_is_refused() {
     for target in ["http://app]/healthz", "http://[app/", "http://[::1/x"] {
-        let out = std::process::Command::new(crate::util::vigil_bin())
+        let out = crate::util::vigil_command()
             .args(["probe", target, "--timeout", "0.2"])
             .output()
             .expect("run vigil probe");

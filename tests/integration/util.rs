@@ -38,9 +38,42 @@ pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
-/// The binary under test.
+/// The binary under test: the one cargo built, or `TEST_BIN` (a release binary such as
+/// `dist/vigil-linux-arm64`). Not a `VIGIL_*` name: vigil warns on those it does not know.
 pub fn vigil_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_vigil")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| match std::env::var("TEST_BIN") {
+        Ok(bin) if !bin.is_empty() => std::fs::canonicalize(&bin)
+            .unwrap_or_else(|e| panic!("TEST_BIN={bin}: {e}"))
+            .to_string_lossy()
+            .into_owned(),
+        _ => env!("CARGO_BIN_EXE_vigil").to_string(),
+    })
+}
+
+/// What runs the binary under test: `TEST_BIN_RUNNER` split at spaces (`qemu-aarch64-static`
+/// for an arm64 `TEST_BIN`), or nothing. vigil's own process then has the runner's name.
+pub fn runner() -> &'static [String] {
+    static RUNNER: OnceLock<Vec<String>> = OnceLock::new();
+    RUNNER.get_or_init(|| {
+        std::env::var("TEST_BIN_RUNNER")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    })
+}
+
+/// A `Command` that runs the binary under test (under the runner, if any).
+pub fn vigil_command() -> Command {
+    match runner().split_first() {
+        Some((first, rest)) => {
+            let mut cmd = Command::new(first);
+            cmd.args(rest).arg(vigil_bin());
+            cmd
+        }
+        None => Command::new(vigil_bin()),
+    }
 }
 
 fn test_name() -> String {
@@ -609,6 +642,8 @@ fn capture(r: impl Read + Send + 'static, gate: Option<std::sync::mpsc::Receiver
 /// How to start vigil; see [`vigil`].
 pub struct Builder {
     program: String,
+    /// Goes before `program`: [`runner`] for vigil, nothing for a negative control.
+    runner: Vec<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     unset: Vec<String>,
@@ -624,6 +659,7 @@ pub struct Builder {
 pub fn vigil<S: AsRef<str>>(args: &[S]) -> Builder {
     Builder {
         program: vigil_bin().to_string(),
+        runner: runner().to_vec(),
         args: args.iter().map(|a| a.as_ref().to_string()).collect(),
         env: Vec::new(),
         unset: Vec::new(),
@@ -651,6 +687,7 @@ impl Builder {
     /// Runs `program` in vigil's place (for negative controls).
     pub fn program(mut self, program: &str) -> Builder {
         self.program = program.to_string();
+        self.runner.clear();
         self
     }
 
@@ -763,6 +800,7 @@ impl Builder {
             );
         }
         argv.extend(self.prefix.iter().cloned());
+        argv.extend(self.runner.iter().cloned());
         argv.push(self.program.clone());
         argv.extend(self.args.iter().cloned());
         if self.tty {
@@ -802,7 +840,7 @@ impl Builder {
         let (gate, opens) = std::sync::mpsc::channel();
         let stall = self.stall_stderr.then_some(opens);
         let err = capture(root.stderr.take().expect("stderr"), stall);
-        let comm: String = Path::new(&self.program)
+        let comm: String = Path::new(self.runner.first().unwrap_or(&self.program))
             .file_name()
             .map(|n| n.to_string_lossy().chars().take(15).collect())
             .unwrap_or_default();
