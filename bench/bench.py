@@ -872,6 +872,83 @@ def measure_healthz(vigil, seconds, path="/healthz"):
         sweep()
 
 
+# Release binaries (scripts/release's dist/): Docker TARGETARCH name -> what runs it here.
+RELEASE_RUNNERS = {"arm64": ["qemu-aarch64-static"]}
+
+
+def release_binaries(dist):
+    """arch -> path of every dist/vigil-linux-ARCH (not the SBOMs or sums)."""
+    out = {}
+    for name in sorted(os.listdir(dist)):
+        if name.startswith("vigil-linux-") and "." not in name:
+            out[name[len("vigil-linux-"):]] = os.path.join(dist, name)
+    return out
+
+
+def measure_release(dist, rounds, idle_s):
+    """Each release binary: size beside tini-static and catatonit, its --version line, start-up
+    overhead and idle RSS as a subreaper, a foreign one under its emulator (informational: the
+    emulator's own start and memory count)."""
+    peers = {n: os.path.getsize(p) for n, p in (("tini-static", "/usr/bin/tini-static"),
+                                                ("catatonit", "/usr/bin/catatonit"))}
+    out = {"dist": dist, "peers": peers, "bins": {}}
+    prefixes = {}
+    for arch, path in release_binaries(dist).items():
+        runner = [shutil.which(w) or w for w in RELEASE_RUNNERS.get(arch, [])]
+        d = out["bins"][arch] = {"bytes": os.path.getsize(path), "linkage": elf_linkage(path),
+                                 "runner": " ".join(os.path.basename(w) for w in runner)}
+        if runner and not os.access(runner[0], os.X_OK):
+            d["error"] = f"no {runner[0]}"
+            continue
+        try:
+            d["version"] = subprocess.run([*runner, path, "--version"], capture_output=True,
+                                          text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired) as e:
+            d["error"] = str(e)
+            continue
+        prefixes[arch] = [*runner, path, "--"]
+    for arch, v in measure_startup(prefixes, rounds).items():
+        out["bins"][arch]["startup"] = v
+    pids = {}
+    try:
+        for arch, p in prefixes.items():
+            pids[arch] = spawn([*p, BUSYBOX, "sleep", "1000"], what=f"release {arch}")
+        time.sleep(1.0 + idle_s)
+        for arch, pid in pids.items():
+            st = wait(pid, 0)
+            if st is None:
+                out["bins"][arch]["rss_kib"] = proc_status(pid)["VmRSS"]
+            else:
+                out["bins"][arch]["idle_error"] = f"exited, status {os.waitstatus_to_exitcode(st)}"
+    finally:
+        for pid in pids.values():
+            end(pid)
+        sweep()
+    return out
+
+
+def release_markdown(RR):
+    """The release binaries' table (a section of BENCHMARKS.md), as lines."""
+    ts, cat = RR["peers"]["tini-static"], RR["peers"]["catatonit"]
+    L = ["## Release binaries\n",
+         f"`scripts/release` builds in `{os.path.relpath(RR['dist'], ROOT)}/`, measured beside "
+         f"tini-static ({ts:,} B) and catatonit ({cat:,} B). Start-up overhead (`busybox true`, "
+         f"as a subreaper, median) and idle RSS (app `busybox sleep`) of a foreign binary are "
+         f"measured under its emulator and are informational: they include the emulator's own "
+         f"start-up and memory.\n",
+         "| binary | `--version` | bytes | × tini-static | × catatonit | runs under | start-up "
+         "overhead | idle RSS, KiB |",
+         "|---|---|---|---|---|---|---|---|"]
+    for arch, d in RR["bins"].items():
+        b = d["bytes"]
+        L.append(f"| vigil-linux-{arch} ({d['linkage']}) | {d.get('version', d.get('error', 'n/a'))} "
+                 f"| {b:,} | {b / ts:.3f}× | {b / cat:.3f}× | {d['runner'] or 'native'} "
+                 f"| {cell(d.get('startup'), 'overhead_us', fmt_us)} "
+                 f"| {fmt_int(d['rss_kib']) if d.get('rss_kib') else d.get('idle_error', 'n/a')} |")
+    L.append("")
+    return L
+
+
 def size_breakdown(path):
     """Sections of the stripped-equivalent binary and code/data by crate from an unstripped build
     of the same release profile (symbols only; the layout is otherwise identical)."""
@@ -1217,6 +1294,8 @@ def markdown(R, rows, tg, chart_rel):
                 f"differ, so this run cannot order them): {'; '.join(tied)}." if tied else "")
              + (f" Not measurable in this build: {'; '.join(na)}." if na else ""))
     L.append("")
+    if R.get("release"):
+        L.extend(release_markdown(R["release"]))
     note = forwarding_rounds_note(R)
     if note:
         L.append(note)
@@ -1366,6 +1445,9 @@ def main():
     ap.add_argument("--vigil", help="the vigil binary to measure (required unless --report-only)")
     ap.add_argument("--quick", action="store_true", help="fewer iterations, shorter windows")
     ap.add_argument("--breakdown", help="unstripped vigil for the size breakdown")
+    ap.add_argument("--release", help="scripts/release's dist/: a row per release binary")
+    ap.add_argument("--release-only", action="store_true",
+                    help="measure only the --release rows, print them, write nothing")
     ap.add_argument("--command", default="bench/run")
     ap.add_argument("--markdown", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--chart", default=os.path.join(HERE, "chart.png"))
@@ -1378,6 +1460,17 @@ def main():
         with open(os.path.join(OUT, "results.json")) as f:
             R = json.load(f)
         write_report(R, a)
+        return
+    if a.release_only:
+        if not a.release:
+            ap.error("--release-only needs --release DIR")
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        try:
+            rr = measure_release(os.path.abspath(a.release), 60 if a.quick else 300,
+                                 5 if a.quick else 10)
+        finally:
+            end_everything()
+        print("\n".join(release_markdown(rr)))
         return
     if not a.vigil:
         ap.error("--vigil is required")
@@ -1447,6 +1540,10 @@ def main():
         R["health"] = health_bench.measure_all(sys.modules[__name__], vigil, q)
         if a.breakdown:
             R["breakdown"] = size_breakdown(a.breakdown)
+        if a.release:
+            log("release binaries")
+            R["release"] = measure_release(os.path.abspath(a.release), q["startup_runs"],
+                                           q["idle_s"])
     finally:
         end_everything()
     with open("/proc/loadavg") as f:
