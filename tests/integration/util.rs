@@ -642,7 +642,7 @@ fn capture(r: impl Read + Send + 'static, gate: Option<std::sync::mpsc::Receiver
 /// How to start vigil; see [`vigil`].
 pub struct Builder {
     program: String,
-    /// Goes before `program`: [`runner`] for vigil, nothing for a negative control.
+    /// Goes before `program`: [`runner`] for the vigil under test, nothing for another program.
     runner: Vec<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -686,8 +686,10 @@ impl Builder {
 
     /// Runs `program` in vigil's place (for negative controls).
     pub fn program(mut self, program: &str) -> Builder {
+        if program != vigil_bin() {
+            self.runner.clear();
+        }
         self.program = program.to_string();
-        self.runner.clear();
         self
     }
 
