@@ -77,9 +77,9 @@ has_deps() {
 }
 tini_static=708080
 limit=$((tini_static / 2))
-declare -A triple=([amd64]=x86_64-unknown-linux-musl [arm64]=aarch64-unknown-linux-musl [386]=i686-unknown-linux-musl)
+declare -A triple=([amd64]=x86_64-unknown-linux-musl [arm64]=aarch64-unknown-linux-musl)
 declare -A runner=([arm64]=qemu-aarch64-static)
-for arch in amd64 arm64 386; do
+for arch in amd64 arm64; do
 	bin=vigil-linux-$arch
 	if [[ ! -f $bin ]]; then
 		bad "$bin exists"
