@@ -200,13 +200,15 @@ fn serve(
 
 /// `--hold 2`: the connections are open before the SIGTERM and stay open through the drain, so
 /// the smart-shutdown app never stops and is killed at the drain timeout (`fail`), where without
-/// `--hold` it passes. With `--stop-signal TERM,INT@0.3` (postgres: smart, then fast) it passes
+/// `--hold` it passes. With `--stop-signal TERM,INT@1` (postgres: smart, then fast) it passes
 /// with the connections held, and they close only after the app is gone.
 fn hold(mode: Mode) {
     let clients = Clients::new();
     let probe = format!("http://127.0.0.1:{}/", clients.port);
     let app = clients.app();
-    let base = ["--probe-http", probe.as_str(), "--drain-timeout", "1"];
+    // Wide enough that the app notes its TERM (a 50 ms loop) before the INT step, even on a
+    // loaded machine: the held connections are counted from that note.
+    let base = ["--probe-http", probe.as_str(), "--drain-timeout", "3"];
 
     let d = drill(mode, &args(&base, &app));
     assert_eq!(d.report["verdict"], "pass", "{}", d.dump);
@@ -225,7 +227,7 @@ fn hold(mode: Mode) {
     );
 
     clients.reset();
-    let opts = [&base[..], &["--hold=2", "--stop-signal", "TERM,INT@0.3"]].concat();
+    let opts = [&base[..], &["--hold=2", "--stop-signal", "TERM,INT@1"]].concat();
     let d = drill(mode, &args(&opts, &app));
     assert_eq!(d.report["verdict"], "pass", "{}", d.dump);
     assert_eq!(d.report["held"], 2, "{}", d.report);
