@@ -89,10 +89,15 @@ fn run_with(config: Config, drill_after: Option<Duration>) -> u8 {
 }
 
 impl Supervisor {
-    /// The loop: deadline, wait, dispatch, reap, act on what is due, start what is next in
-    /// front (a hook or the app), maybe finish.
+    /// The loop: maybe finish, deadline, wait, dispatch, reap, act on what is due, start what
+    /// is next in front (a hook or the app).
     fn run(&mut self) -> u8 {
         loop {
+            // First, so that a start that stopped before anything ran (a failed fork) ends here
+            // rather than in a wait for a signal that never comes.
+            if let Some(code) = self.finished() {
+                return exiting(self.report(code));
+            }
             let wake_at = self.next_deadline();
             // A wake-up by a deadline reaps too; a forward alone does not (one system call less
             // on the signal path: a child's exit always comes with a SIGCHLD of its own).
@@ -115,9 +120,6 @@ impl Supervisor {
             self.act(&due);
             self.front_step();
             self.sweep_after_kill();
-            if let Some(code) = self.finished() {
-                return exiting(self.report(code));
-            }
             log::report_dropped();
         }
     }

@@ -21,7 +21,6 @@ use std::ffi::OsString;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
-use std::process::ChildStdout;
 use std::thread::JoinHandle;
 
 /// The most a seed may print: far more than any environment needs, and a bound on vigil's memory.
@@ -108,9 +107,8 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub fn start(out: ChildStdout) -> io::Result<Reader> {
+    pub fn start(out: OwnedFd) -> io::Result<Reader> {
         let (stop, done) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let out = OwnedFd::from(out);
         let thread = std::thread::Builder::new()
             .name("env-from".into())
             .stack_size(64 * 1024)
@@ -259,7 +257,7 @@ mod tests {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let reader = Reader::start(child.stdout.take().unwrap()).unwrap();
+        let reader = Reader::start(OwnedFd::from(child.stdout.take().unwrap())).unwrap();
         assert!(child.wait().unwrap().success());
         let t0 = std::time::Instant::now();
         let out = reader.finish().unwrap();
@@ -275,7 +273,7 @@ mod tests {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let reader = Reader::start(child.stdout.take().unwrap()).unwrap();
+        let reader = Reader::start(OwnedFd::from(child.stdout.take().unwrap())).unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(reader.finish(), Err(Malformed::TooLong));
     }

@@ -14,7 +14,7 @@ use crate::log;
 use crate::procs;
 use crate::reaper;
 use crate::sig::Sig;
-use crate::spawn;
+use crate::spawn::{self, SpawnError};
 use crate::status::App;
 use crate::sys::kill;
 use nix::unistd::Pid;
@@ -172,8 +172,8 @@ impl Supervisor {
             &self.front.env,
             capture,
         ) {
-            Ok(mut child) => {
-                let pid = child.id() as i32;
+            Ok(spawned) => {
+                let pid = spawned.pid;
                 self.app = Pid::from_raw(pid);
                 self.front.seq.spawned(hook.kind, pid, now);
                 self.front.current = Some((hook.argv, now));
@@ -185,7 +185,7 @@ impl Supervisor {
                 if hook.kind != Kind::PostStop {
                     self.status.update(|s| s.app = App::Hooks);
                 }
-                if let Some(out) = child.stdout.take() {
+                if let Some(out) = spawned.stdout {
                     match Reader::start(out) {
                         Ok(reader) => self.front.seed = Some(reader),
                         Err(e) => {
@@ -199,7 +199,11 @@ impl Supervisor {
                 }
             }
             Err(e) => {
-                let code = spawn::exec_failure_code(&e);
+                // A failed exec is the hook's 127 or 126; a failed fork, vigil's own 2.
+                let (code, e) = match e {
+                    SpawnError::Exec(e) => (spawn::exec_failure_code(&e), e),
+                    SpawnError::Setup(e) => (Error::EXIT_STATUS, e),
+                };
                 let fields = [
                     ("hook", name),
                     ("command", command),

@@ -13,7 +13,7 @@ use crate::log;
 use crate::metrics;
 use crate::privileges::{self, Credentials, Dropped, UserSpec};
 use crate::signals::Signals;
-use crate::spawn;
+use crate::spawn::{self, SpawnError};
 use crate::status::{Shared, Status};
 use nix::unistd::{Pid, getegid, geteuid, getpid};
 use serde_json::json;
@@ -189,7 +189,7 @@ fn warn_if_root() {
 }
 
 /// Spawns the app in a process group of its own, with the seed's `env`; `Err(127 or 126)` if it
-/// cannot be executed.
+/// cannot be executed, `Err(2)` if vigil's own part failed (the fork, say).
 pub(super) fn spawn(
     command: &[OsString],
     home: Option<&str>,
@@ -200,8 +200,8 @@ pub(super) fn spawn(
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     match spawn::spawn_front(command, home, env, false) {
-        Ok(child) => {
-            let app = Pid::from_raw(child.id() as i32);
+        Ok(spawned) => {
+            let app = Pid::from_raw(spawned.pid);
             log::info(
                 "app spawned",
                 &[
@@ -212,7 +212,14 @@ pub(super) fn spawn(
             );
             Ok(app)
         }
-        Err(e) => {
+        Err(SpawnError::Setup(e)) => {
+            log::error(
+                "unable to start the app",
+                &[("command", json!(shown)), ("error", json!(e.to_string()))],
+            );
+            Err(Error::EXIT_STATUS)
+        }
+        Err(SpawnError::Exec(e)) => {
             let code = spawn::exec_failure_code(&e);
             log::error(
                 "app failed to start",

@@ -36,6 +36,7 @@ mod core;
 mod deploy;
 mod drain;
 mod drill;
+mod faults;
 mod health;
 mod hooks;
 mod lockdown;

@@ -1,0 +1,274 @@
+//! Fault injection: vigil under `strace -f -e inject=SYSCALL:error=ERRNO:when=...`, as PID 1 and
+//! as a subreaper, and the regression tests of what the matrix (`fault_matrix.rs`) found.
+//!
+//! As a subreaper, strace starts vigil (`strace -f -b execve -- vigil ...`): strace's own start
+//! is never injected, and every child vigil forks is traced up to its exec (vigil's own code
+//! between fork and exec), then let go, so the app and the exec probes run untouched.
+//!
+//! As PID 1 strace cannot start vigil: it forks two test children of its own first, and the first
+//! process of a pid namespace is its init, so vigil would come third. So the namespace's PID 1 is
+//! `flock -F LOCK vigil ...`, waiting for a lock the test holds; strace attaches to it from
+//! outside the namespace (`-p`), and the test lets go of the lock: flock takes it, and execs vigil
+//! as PID 1, traced from its first instruction. Two differences follow. strace detaches on the
+//! first exec it sees after `-p`, which would be vigil's, so `-b execve` is not used and the app
+//! and probes are traced (and injected) too: the fixtures are static busybox, which makes few
+//! calls. And flock's own last calls (the restarted `flock`, `rt_sigaction`, `execve`) are
+//! counted in vigil's main thread: `when=` is shifted by one for those, and an `execve` fault is
+//! limited to the app's path (`-P`). flock's lock fd is inherited by vigil and the app.
+//!
+//! strace's trace goes to a file; with `-q` it writes nothing to vigil's stderr unless strace
+//! itself fails.
+
+use crate::util::{Builder, Vigil};
+use crate::util::{CEILING, Mode, Scratch, ns_pid_of, poll_until, stat, vigil, wait_until};
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+both_modes!(fork_failure_is_a_startup_error);
+
+/// Debian's busybox-static: no dynamic loader, so a traced app makes few calls.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Which calls of a syscall get the fault, in strace's counting (per thread and per process).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// Only the Nth call (`when=N`).
+    Nth(u32),
+    /// The Nth and every later call (`when=N+`).
+    From(u32),
+}
+
+impl When {
+    fn shifted(self, by: u32) -> When {
+        match self {
+            When::Nth(n) => When::Nth(n + by),
+            When::From(n) => When::From(n + by),
+        }
+    }
+}
+
+impl std::fmt::Display for When {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            When::Nth(n) => write!(f, "{n}"),
+            When::From(n) => write!(f, "{n}+"),
+        }
+    }
+}
+
+/// One injected fault: these syscalls fail with `errno` on the calls `when` picks.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    /// strace's names, comma-separated (`clone,clone3,fork,vfork`).
+    pub syscalls: String,
+    pub errno: &'static str,
+    pub when: When,
+}
+
+/// The calls flock makes in vigil's process, after strace attached and before vigil runs.
+const TRAMPOLINE_CALLS: [&str; 3] = ["flock", "rt_sigaction", "execve"];
+
+impl Fault {
+    pub fn new(syscalls: &str, errno: &'static str, when: When) -> Fault {
+        Fault {
+            syscalls: syscalls.to_string(),
+            errno,
+            when,
+        }
+    }
+
+    /// strace's arguments for this fault in `mode`.
+    fn strace_args(&self, mode: Mode) -> Vec<String> {
+        let mut when = self.when;
+        let mut args = Vec::new();
+        if mode == Mode::Pid1 {
+            let names: Vec<&str> = self.syscalls.split(',').collect();
+            if names.iter().all(|n| TRAMPOLINE_CALLS.contains(n)) {
+                when = when.shifted(1);
+            }
+            if names.contains(&"execve") {
+                // Only the app's own exec (busybox), never flock's exec of vigil.
+                args.extend(["-P".to_string(), BUSYBOX.to_string()]);
+                when = self.when;
+            }
+        }
+        let spec = format!("inject={}:error={}:when={when}", self.syscalls, self.errno);
+        args.extend(["-e".to_string(), spec]);
+        args
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:when={}", self.syscalls, self.errno, self.when)
+    }
+}
+
+/// Whether strace can run here; skips (see [`crate::util::require`]) if not.
+pub fn have_strace() -> bool {
+    let ok = Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    crate::util::require(
+        ok,
+        "needs strace (Debian package strace) for fault injection",
+    ) && crate::util::require(
+        std::path::Path::new(BUSYBOX).exists(),
+        "needs a static busybox (Debian package busybox-static)",
+    )
+}
+
+/// A vigil running under strace; dropping it kills the lot, strace last.
+pub struct Traced {
+    v: Option<Vigil>,
+    /// As PID 1: strace, attached from outside the namespace.
+    tracer: Option<Child>,
+    /// strace's trace.
+    pub trace: PathBuf,
+    _scratch: Scratch,
+}
+
+impl Traced {
+    pub fn v(&self) -> &Vigil {
+        self.v.as_ref().expect("vigil")
+    }
+
+    pub fn v_mut(&mut self) -> &mut Vigil {
+        self.v.as_mut().expect("vigil")
+    }
+
+    /// strace's trace so far.
+    pub fn trace(&self) -> String {
+        std::fs::read_to_string(&self.trace).unwrap_or_default()
+    }
+
+    /// How many calls got the fault.
+    pub fn injected(&self) -> usize {
+        self.trace().matches("(INJECTED)").count()
+    }
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        drop(self.v.take());
+        if let Some(mut t) = self.tracer.take() {
+            if t.try_wait().ok().flatten().is_none() {
+                let _ = kill(Pid::from_raw(t.id() as i32), Signal::SIGKILL);
+            }
+            let _ = t.wait();
+        }
+    }
+}
+
+/// Starts `b` in `mode` under strace with `fault`.
+pub fn traced(b: Builder, mode: Mode, fault: &Fault) -> Traced {
+    let scratch = Scratch::new();
+    let trace = scratch.path("strace");
+    let trace_arg = trace.to_string_lossy().into_owned();
+    let mut strace: Vec<String> = ["strace", "-f", "-o", &trace_arg]
+        .map(String::from)
+        .to_vec();
+    strace.extend(fault.strace_args(mode));
+    if mode == Mode::Subreaper {
+        strace.extend(["-q", "-b", "execve", "--"].map(String::from));
+        let wrap: Vec<&str> = strace.iter().map(String::as_str).collect();
+        let v = b.wrap(&wrap).start(mode);
+        return Traced {
+            v: Some(v),
+            tracer: None,
+            trace,
+            _scratch: scratch,
+        };
+    }
+    let lock_path = scratch.path("lock");
+    let file = std::fs::File::create(&lock_path).expect("create the lock file");
+    let lock = Flock::lock(file, FlockArg::LockExclusive).expect("take the lock");
+    let lock_arg = lock_path.to_string_lossy().into_owned();
+    let v = b.wrap(&["flock", "-F", &lock_arg]).start(mode);
+    // flock, as the namespace's PID 1, blocked in flock(2) (73 on x86_64).
+    let mut pid = None;
+    wait_until("flock waits for the lock as PID 1", CEILING, || {
+        pid = v.tree().into_iter().find(|&p| {
+            stat(p).is_some_and(|s| s.comm == "flock")
+                && ns_pid_of(p) == Some(1)
+                && std::fs::read_to_string(format!("/proc/{p}/syscall"))
+                    .is_ok_and(|s| s.starts_with("73 "))
+        });
+        pid.is_some()
+    });
+    let pid = pid.expect("found");
+    let said = scratch.path("strace.err");
+    strace.extend(["-p".to_string(), pid.to_string()]);
+    let tracer = Command::new(&strace[0])
+        .args(&strace[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&said).expect("strace's stderr"))
+        .spawn()
+        .expect("start strace");
+    // "Process N attached" comes once strace has seized and interrupted it: from here every
+    // call it makes is traced, whenever it wakes.
+    let attached = poll_until(CEILING, || {
+        std::fs::read_to_string(&said).is_ok_and(|s| s.contains("attached"))
+    });
+    assert!(attached, "strace did not attach to flock (pid {pid})");
+    drop(lock);
+    Traced {
+        v: Some(v),
+        tracer: Some(tracer),
+        trace,
+        _scratch: scratch,
+    }
+}
+
+/// vigil's stderr without strace's own complaints (strace shares it as a subreaper).
+pub fn vigil_stderr(v: &Vigil) -> Vec<String> {
+    v.stderr()
+        .into_iter()
+        .filter(|l| !l.starts_with("strace: "))
+        .collect()
+}
+
+/// With every fork failing (EAGAIN, as at a pids.max limit; or ENOMEM on the first), vigil cannot
+/// start the app: that is its own start-up error, exit 2 with one error line, not the 126 of an
+/// app that cannot be executed. Before, vigil said `app failed to start ... Resource temporarily
+/// unavailable` and exited 126.
+fn fork_failure_is_a_startup_error(mode: Mode) {
+    if !have_strace() {
+        return;
+    }
+    for (errno, when) in [("EAGAIN", When::From(1)), ("ENOMEM", When::Nth(1))] {
+        let fault = Fault::new("clone,clone3,fork,vfork", errno, when);
+        let b = vigil(&["--", BUSYBOX, "sh", "-c", "exit 0"]);
+        let mut t = traced(b, mode, &fault);
+        let code = t.v_mut().wait_exit(CEILING).code;
+        let v = t.v();
+        assert_eq!(code, 2, "{fault}: {}", v.dump());
+        assert!(
+            t.injected() >= 1,
+            "{fault}: nothing injected\n{}",
+            t.trace()
+        );
+        let errors: Vec<_> = v
+            .logs()
+            .into_iter()
+            .filter(|l| l["level"] == "error")
+            .collect();
+        assert_eq!(errors.len(), 1, "{fault}: {}", v.dump());
+        assert_eq!(errors[0]["msg"], "unable to start the app", "{}", errors[0]);
+        let want = std::io::Error::from_raw_os_error(if errno == "EAGAIN" { 11 } else { 12 });
+        assert_eq!(errors[0]["error"], want.to_string(), "{}", errors[0]);
+        assert!(
+            v.logs_with("app failed to start").is_empty(),
+            "{}",
+            v.dump()
+        );
+        assert!(v.logs_with("app spawned").is_empty(), "{}", v.dump());
+        assert_eq!(vigil_stderr(v).len(), v.logs().len(), "{}", v.dump());
+    }
+}
