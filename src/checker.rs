@@ -20,8 +20,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
 use std::collections::HashMap;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::ffi::OsString;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -38,11 +37,15 @@ impl ProbeChildren {
     }
 
     /// Spawns `cmd` and registers it before the supervisor can reap it.
-    fn spawn(&self, cmd: &mut Command) -> std::io::Result<i32> {
+    fn spawn(&self, child: &sys::Child) -> Result<i32, sys::SpawnError> {
         let mut map = self.lock();
-        let pid = cmd.spawn()?.id() as i32;
-        map.insert(pid, None);
-        Ok(pid)
+        let spawned = sys::spawn(child);
+        // A child that failed to exec too: the supervisor reaps it, and must not take it for an
+        // orphan.
+        if let Some(pid) = spawned.as_ref().map_or_else(|e| e.pid, |&pid| Some(pid)) {
+            map.insert(pid, None);
+        }
+        spawned
     }
 
     /// Called by the supervisor for every reaped pid: true if it was a probe's.
@@ -201,19 +204,28 @@ impl Checker {
     /// Runs the exec probe as vigil's (already dropped) user, in its own process group, with
     /// no stdio of its own: its output would otherwise interleave with the app's every interval.
     fn exec(&self, argv: &[String]) -> Result<String, String> {
-        let (prog, args) = argv.split_first().ok_or("empty command")?;
-        let mut cmd = Command::new(prog);
-        cmd.args(args)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        sys::reset_child_signals(&mut cmd, false);
-        let pid = self
-            .children
-            .spawn(&mut cmd)
-            .map_err(|e| format!("cannot run {prog}: {e}"))?;
+        let prog = argv.first().ok_or("empty command")?;
+        let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let child = sys::Child {
+            argv: &argv,
+            env: None,
+            stdout: None,
+            null_stdio: true,
+            take_terminal: false,
+        };
         let deadline = Instant::now() + self.timeout;
+        let pid = match self.children.spawn(&child) {
+            Ok(pid) => pid,
+            Err(e) => {
+                // Its status (127 or 126) says no more than the error; collect it all the same.
+                if let Some(pid) = e.pid
+                    && self.children.wait(pid, deadline).is_none()
+                {
+                    self.children.forget(pid);
+                }
+                return Err(format!("cannot run {prog}: {}", e.error));
+            }
+        };
         match self.children.wait(pid, deadline) {
             Some(status) => match reaper::exit_code(status) {
                 0 => Ok("exit 0".into()),

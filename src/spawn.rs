@@ -55,6 +55,7 @@ pub fn spawn_front(
         argv,
         env: environment(home, env),
         stdout: pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
+        null_stdio: false,
         take_terminal: nix::unistd::isatty(io::stdin()).unwrap_or(false),
     };
     // The supervisor reaps a running child by pid; one that failed to exec is collected here,

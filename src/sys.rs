@@ -5,10 +5,10 @@
 //! - `rt_sigprocmask`, `rt_sigtimedwait` and `kill` with the kernel's signal numbers and its
 //!   64-bit mask: nix's `Signal` has no real-time signals, and the C libraries refuse 32 to 34
 //!   in a `sigset_t` (musl's `sigaddset`) or strip them, so these go to the kernel directly.
-//! - fork and exec of the app and the hooks (`spawn`): std's `Command` reports a failed fork
-//!   and a failed exec as the same error, panics when reading the child's report fails, and
-//!   answers a failed exec by waiting for the child itself.
-//! - the exec probe's signal reset and terminal hand-off, between fork and exec.
+//! - fork and exec of the app, the hooks and the exec probes (`spawn`): std's `Command` reports
+//!   a failed fork and a failed exec as the same error, panics when reading the child's report
+//!   fails, and answers a failed exec by waiting for the child itself, which on the checker's
+//!   thread races the supervisor's `waitpid(-1)`.
 //! - `prctl(PR_CAPBSET_DROP)`: nix wraps other prctls, not this one.
 #![allow(unsafe_code)]
 
@@ -17,8 +17,6 @@ use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::Duration;
 
 /// One `waitpid(-1, WNOHANG)`. `Ok(Some((pid, status)))` for a reaped child, `Ok(None)` when
@@ -142,45 +140,6 @@ pub fn raise(sig: i32) {
     }
 }
 
-/// Gives the app a clean signal state, and the terminal when it is to have it.
-///
-/// Runs in the forked child, after std has put it in its own process group. vigil blocks every
-/// signal it can, and Rust's runtime ignores SIGPIPE; both would be inherited through exec
-/// (std's posix_spawn path was seen passing vigil's mask on), so the whole kernel mask is emptied
-/// and every catchable signal, 1 to 64, set back to its default here. With `take_terminal`, the
-/// app's group becomes the foreground group of the terminal on stdin; SIGTTOU would stop a
-/// background process calling tcsetpgrp, so it is ignored around the call (tini does the same).
-/// A failed hand-off (no controlling terminal, say) is not an error: the app just runs without it.
-pub fn reset_child_signals(cmd: &mut Command, take_terminal: bool) {
-    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
-    // functions may be called: raw rt_sigprocmask and rt_sigaction, signal(2), getpgrp and
-    // tcsetpgrp (an ioctl) all are. It allocates nothing, takes no locks, and what it points
-    // the kernel at lives on its own stack for the duration of each call.
-    unsafe {
-        cmd.pre_exec(move || {
-            let empty: u64 = 0;
-            libc::syscall(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK,
-                &empty as *const u64,
-                std::ptr::null_mut::<u64>(),
-                MASK_SIZE,
-            );
-            for sig in 1..=64 {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    default_action(sig);
-                }
-            }
-            if take_terminal {
-                libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-                libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
-                libc::signal(libc::SIGTTOU, libc::SIG_DFL);
-            }
-            Ok(())
-        });
-    }
-}
-
 /// The kernel's `struct sigaction` where it has `sa_restorer` (x86_64, aarch64).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[repr(C)]
@@ -232,6 +191,8 @@ pub struct Child<'a> {
     pub env: Option<Vec<OsString>>,
     /// Where the child's stdout goes instead of vigil's own (the seed's pipe).
     pub stdout: Option<RawFd>,
+    /// stdin, stdout and stderr on /dev/null (the exec probes) rather than vigil's own.
+    pub null_stdio: bool,
     /// Make the child's group the foreground group of the terminal on stdin.
     pub take_terminal: bool,
 }
@@ -297,10 +258,19 @@ pub fn spawn(child: &Child) -> Result<i32, SpawnError> {
     let argv_ptrs = pointers(&argv);
     let env = child.env.as_deref().map(cstrings).transpose()?;
     let env_ptrs = env.as_deref().map(pointers);
+    let null: Option<OwnedFd> = child
+        .null_stdio
+        .then(|| {
+            let flags = OFlag::O_RDWR | OFlag::O_CLOEXEC;
+            nix::fcntl::open("/dev/null", flags, nix::sys::stat::Mode::empty())
+        })
+        .transpose()
+        .map_err(setup_error)?;
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(setup_error)?;
     let setup = InChild {
         argv: argv_ptrs.as_ptr(),
         env: env_ptrs.as_ref().map(|e| e.as_ptr()),
+        null: null.as_ref().map(|fd| fd.as_raw_fd()),
         stdout: child.stdout,
         take_terminal: child.take_terminal,
         report: report_w.as_raw_fd(),
@@ -363,6 +333,7 @@ fn read_report(fd: &OwnedFd) -> Option<(Stage, i32)> {
 struct InChild {
     argv: *const *const libc::c_char,
     env: Option<*const *const libc::c_char>,
+    null: Option<RawFd>,
     stdout: Option<RawFd>,
     take_terminal: bool,
     report: RawFd,
@@ -397,8 +368,11 @@ fn in_child(s: &InChild) -> ! {
             libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
             libc::signal(libc::SIGTTOU, libc::SIG_DFL);
         }
-        if let Some(fd) = s.stdout {
-            while libc::dup2(fd, libc::STDOUT_FILENO) < 0 {
+        let stdio = [0, 1, 2].map(|target| (s.null, target));
+        let stdout = [(s.stdout, libc::STDOUT_FILENO)];
+        for (from, to) in stdio.iter().chain(&stdout) {
+            let Some(from) = *from else { continue };
+            while libc::dup2(from, *to) < 0 {
                 if *libc::__errno_location() != libc::EINTR {
                     fail(s.report, Stage::Setup);
                 }

@@ -20,14 +20,19 @@
 //! itself fails.
 
 use crate::util::{Builder, Vigil};
-use crate::util::{CEILING, Mode, Scratch, ns_pid_of, poll_until, stat, vigil, wait_until};
+use crate::util::{
+    CEILING, Mode, Scratch, ns_pid_of, poll_until, stat, term_ignorer, vigil, wait_until,
+};
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-both_modes!(fork_failure_is_a_startup_error);
+both_modes!(
+    fork_failure_is_a_startup_error,
+    exec_probe_that_cannot_run_fails_without_a_panic
+);
 
 /// Debian's busybox-static: no dynamic loader, so a traced app makes few calls.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -271,4 +276,48 @@ fn fork_failure_is_a_startup_error(mode: Mode) {
         assert!(v.logs_with("app spawned").is_empty(), "{}", v.dump());
         assert_eq!(vigil_stderr(v).len(), v.logs().len(), "{}", v.dump());
     }
+}
+
+/// An exec probe whose command cannot be run is a failing probe, every interval. Before, std's
+/// spawn answered the failed exec by waiting for the child itself, on the checker thread, while
+/// the supervisor's `waitpid(-1)` reaped it too: when the supervisor won, std panicked ("wait()
+/// should either return Ok or panic") and the checker thread died, which in the release build
+/// (`panic = "abort"`) takes vigil and the container with it.
+fn exec_probe_that_cannot_run_fails_without_a_panic(mode: Mode) {
+    let app = term_ignorer();
+    let args = [
+        "--log-level",
+        "debug",
+        "--probe-exec",
+        "/nonexistent/probe",
+        "--probe-interval",
+        "0.02",
+        "--startup-interval",
+        "0.02",
+        "--drain-timeout",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        &app,
+    ];
+    let mut v = vigil(&args).start(mode);
+    v.wait_for_line("ready", CEILING);
+    // The first result is logged at info, every later one at debug.
+    let probes = poll_until(CEILING, || v.logs_with("probe result").len() >= 50);
+    let panicked: Vec<String> = v
+        .stderr()
+        .into_iter()
+        .filter(|l| l.contains("panicked"))
+        .collect();
+    assert!(panicked.is_empty(), "{panicked:?}\n{}", v.dump());
+    assert!(probes, "fewer than 50 probes\n{}", v.dump());
+    let first = v.wait_for_log("probe not passing yet", |_| true, CEILING);
+    assert_eq!(
+        first["error"], "cannot run /nonexistent/probe: No such file or directory (os error 2)",
+        "{first}"
+    );
+    assert!(v.logs_with("orphan reaped").is_empty(), "{}", v.dump());
+    v.signal(Signal::SIGTERM);
+    assert_eq!(v.wait_exit(CEILING).code, 137, "{}", v.dump());
 }
