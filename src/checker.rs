@@ -48,6 +48,11 @@ impl ProbeChildren {
         spawned
     }
 
+    /// Whether an exec probe is running (a child the supervisor is to reap).
+    pub fn any(&self) -> bool {
+        self.lock().values().any(Option::is_none)
+    }
+
     /// Called by the supervisor for every reaped pid: true if it was a probe's.
     pub fn deliver(&self, pid: i32, status: i32) -> bool {
         let mut map = self.lock();

@@ -24,6 +24,7 @@ use crate::reaper;
 use crate::sig::Sig;
 use crate::signals::{Signals, Taken};
 use crate::sink;
+use crate::stall::Stall;
 use crate::status::{App, Shared};
 use crate::sys;
 use kill::not_delivered;
@@ -63,6 +64,10 @@ pub struct Supervisor {
     drill: Option<Drill>,
     /// The hooks around the app (`--env-from`, `--pre-start`, `--post-stop`).
     front: front::Front,
+    /// `waitpid` failing: the reap is retried until it works.
+    reap_stall: Stall,
+    /// The hook or app last started in front, until it is reaped: a child known to run.
+    unreaped: Option<i32>,
 }
 
 /// Runs `vigil [OPTIONS] -- COMMAND` and returns vigil's exit status.
@@ -135,6 +140,7 @@ impl Supervisor {
             sweep,
             drill,
             self.front_deadline(),
+            self.reap_stall.retry_at(Instant::now()),
             // Lines were dropped on a stalled stderr: look again for the reader now and then.
             sink::owed().then(|| Instant::now() + DROPPED_RETRY),
         ]
@@ -297,12 +303,32 @@ impl Supervisor {
     }
 
     /// Collects every exited child: the app's status is kept, orphans are logged at debug.
+    /// Collects every exited child. A pass that failed, or found no children at all while one
+    /// is known to run (children leave only through this reap), is tried again shortly: the
+    /// SIGCHLD that woke it is spent.
     fn reap(&mut self) {
         let reaped = reaper::reap();
         metrics::reaped(reaped.exited.len());
-        self.children_left = reaped.children_left;
+        let expected = self.unreaped.is_some() || self.probe_children.any();
+        let lost = match reaped.error {
+            Some(e) => Some(e),
+            None if !reaped.children_left && reaped.exited.is_empty() && expected => {
+                Some(std::io::Error::from_raw_os_error(libc::ECHILD).to_string())
+            }
+            None => None,
+        };
+        match lost {
+            Some(e) => self.reap_stall.failed(e, Instant::now()),
+            None => {
+                self.reap_stall.ok();
+                self.children_left = reaped.children_left;
+            }
+        }
         let mut app_exited = false;
         for (pid, status) in reaped.exited {
+            if self.unreaped == Some(pid) {
+                self.unreaped = None;
+            }
             if self.on_hook_exit(pid, status) {
                 continue;
             } else if pid == self.app.as_raw() {

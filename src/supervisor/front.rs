@@ -175,6 +175,7 @@ impl Supervisor {
             Ok(spawned) => {
                 let pid = spawned.pid;
                 self.app = Pid::from_raw(pid);
+                self.unreaped = Some(pid);
                 self.front.seq.spawned(hook.kind, pid, now);
                 self.front.current = Some((hook.argv, now));
                 let fields = [("hook", name), ("pid", json!(pid)), ("pgid", json!(pid))];
@@ -227,6 +228,7 @@ impl Supervisor {
         match super::start::spawn(&self.config.command, home.as_deref(), &self.front.env) {
             Ok(app) => {
                 self.app = app;
+                self.unreaped = Some(app.as_raw());
                 let ready_once = self.config.probe.is_none();
                 self.status.update(|s| {
                     s.app = App::Running;

@@ -88,6 +88,8 @@ impl Supervisor {
             app_status: None,
             drain,
             children_left: true,
+            reap_stall: Default::default(),
+            unreaped: None,
             last_sweep: None,
             gave_up: false,
             app_exited_itself: false,

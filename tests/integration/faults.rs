@@ -31,7 +31,8 @@ use std::process::{Child, Command, Stdio};
 
 both_modes!(
     fork_failure_is_a_startup_error,
-    exec_probe_that_cannot_run_fails_without_a_panic
+    exec_probe_that_cannot_run_fails_without_a_panic,
+    a_failed_reap_is_retried
 );
 
 /// Debian's busybox-static: no dynamic loader, so a traced app makes few calls.
@@ -320,4 +321,23 @@ fn exec_probe_that_cannot_run_fails_without_a_panic(mode: Mode) {
     assert!(v.logs_with("orphan reaped").is_empty(), "{}", v.dump());
     v.signal(Signal::SIGTERM);
     assert_eq!(v.wait_exit(CEILING).code, 137, "{}", v.dump());
+}
+
+/// A `waitpid` that fails once (ECHILD, EINVAL) is tried again 10 ms later. Before, the pass
+/// ended as if there were no children, the SIGCHLD that woke it was spent, and an app that had
+/// exited was never reaped: vigil waited for a signal that never came.
+fn a_failed_reap_is_retried(mode: Mode) {
+    if !have_strace() {
+        return;
+    }
+    for errno in ["ECHILD", "EINVAL"] {
+        let fault = Fault::new("wait4", errno, When::Nth(1));
+        let b = vigil(&["--", BUSYBOX, "sh", "-c", "exit 3"]);
+        let mut t = traced(b, mode, &fault);
+        let code = t.v_mut().wait_exit(CEILING).code;
+        assert_eq!(code, 3, "{fault}: {}", t.v().dump());
+        assert_eq!(t.injected(), 1, "{fault}: {}", t.trace());
+        let exited = t.v().logs_with("app exited");
+        assert_eq!(exited.len(), 1, "{fault}: {}", t.v().dump());
+    }
 }
