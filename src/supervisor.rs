@@ -64,6 +64,8 @@ pub struct Supervisor {
     drill: Option<Drill>,
     /// The hooks around the app (`--env-from`, `--pre-start`, `--post-stop`).
     front: front::Front,
+    /// `rt_sigtimedwait` failing: no signal can be taken.
+    wait_stall: Stall,
     /// `waitpid` failing: the reap is retried until it works.
     reap_stall: Stall,
     /// The hook or app last started in front, until it is reaped: a child known to run.
@@ -107,6 +109,10 @@ impl Supervisor {
             // A wake-up by a deadline reaps too; a forward alone does not (one system call less
             // on the signal path: a child's exit always comes with a SIGCHLD of its own).
             let first = self.signals.wait(wake_at);
+            match self.signals.failure() {
+                Some(e) => self.wait_stall.failed(e, Instant::now()),
+                None => self.wait_stall.ok(),
+            }
             let mut chld = first.is_none_or(|t| t.sig == Sig::CHLD);
             if let Some(taken) = first {
                 self.on_signal(taken);
@@ -119,6 +125,9 @@ impl Supervisor {
             }
             if chld {
                 self.reap();
+            }
+            if let Some(code) = self.stalled() {
+                return exiting(code);
             }
             self.drill_step();
             let due = self.drain.due(Instant::now());
@@ -303,6 +312,32 @@ impl Supervisor {
     }
 
     /// Collects every exited child: the app's status is kept, orphans are logged at debug.
+    /// When the loop's own waits have failed for `stall::GIVE_UP_AFTER` (no signal can be taken,
+    /// so no drain; or no child reaped, so no exit status), ends the app's tree and returns 2.
+    fn stalled(&mut self) -> Option<u8> {
+        let now = Instant::now();
+        let (call, error, failing) = [
+            ("rt_sigtimedwait", &self.wait_stall),
+            ("waitpid", &self.reap_stall),
+        ]
+        .into_iter()
+        .find_map(|(call, s)| s.given_up(now).map(|(e, d)| (call, e.to_string(), d)))?;
+        log::error(
+            "event loop failed",
+            &[
+                ("call", json!(call)),
+                ("error", json!(error)),
+                ("failing_s", json!(failing.as_secs_f64())),
+                (
+                    "hint",
+                    json!("vigil cannot take signals or reap: everything is killed, exit 2"),
+                ),
+            ],
+        );
+        self.signal_everything(Sig::KILL);
+        Some(Error::EXIT_STATUS)
+    }
+
     /// Collects every exited child. A pass that failed, or found no children at all while one
     /// is known to run (children leave only through this reap), is tried again shortly: the
     /// SIGCHLD that woke it is spent.

@@ -88,6 +88,7 @@ impl Supervisor {
             app_status: None,
             drain,
             children_left: true,
+            wait_stall: Default::default(),
             reap_stall: Default::default(),
             unreaped: None,
             last_sweep: None,

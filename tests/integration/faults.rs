@@ -21,7 +21,8 @@
 
 use crate::util::{Builder, Vigil};
 use crate::util::{
-    CEILING, Mode, Scratch, ns_pid_of, poll_until, stat, term_ignorer, vigil, wait_until,
+    CEILING, Mode, SLACK, Scratch, ns_pid_of, poll_until, secs, stat, term_ignorer, vigil,
+    wait_until,
 };
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
@@ -32,7 +33,8 @@ use std::process::{Child, Command, Stdio};
 both_modes!(
     fork_failure_is_a_startup_error,
     exec_probe_that_cannot_run_fails_without_a_panic,
-    a_failed_reap_is_retried
+    a_failed_reap_is_retried,
+    the_event_loop_gives_up_when_its_waits_keep_failing
 );
 
 /// Debian's busybox-static: no dynamic loader, so a traced app makes few calls.
@@ -340,4 +342,80 @@ fn a_failed_reap_is_retried(mode: Mode) {
         let exited = t.v().logs_with("app exited");
         assert_eq!(exited.len(), 1, "{fault}: {}", t.v().dump());
     }
+}
+
+/// What strace adds to the contract's times: every system call of vigil's stops in strace twice,
+/// on a loaded 2-core machine. The largest seen is in RELIABILITY.md ("Fault injection").
+pub const STRACE_SLACK: f64 = 1.5;
+
+/// A wait of the event loop's own that fails every time cannot keep vigil's promises: with
+/// `rt_sigtimedwait` failing no signal is taken (no drain), with `waitpid` failing nothing is
+/// reaped (no exit status). vigil neither spins nor hangs: it logs, kills the app's tree and
+/// exits 2, within the drain timeout plus 0.5 s of starting (plus strace's cost). Before, a
+/// failing `rt_sigtimedwait` was retried every 10 ms for ever (EINVAL) or in a busy loop that
+/// never slept (EAGAIN), and a failing `waitpid` left every child unreaped; vigil stayed until
+/// killed, its SIGTERM never taken.
+fn the_event_loop_gives_up_when_its_waits_keep_failing(mode: Mode) {
+    if !have_strace() {
+        return;
+    }
+    // An orphan that exits at once: a reap is due from the start.
+    let app = "trap '' TERM; (/bin/busybox sleep 0.1 &); exec /bin/busybox sleep 1000";
+    for (call, errno) in [
+        ("rt_sigtimedwait", "EINVAL"),
+        ("rt_sigtimedwait", "EAGAIN"),
+        ("wait4", "EINVAL"),
+        ("wait4", "ECHILD"),
+    ] {
+        let fault = Fault::new(call, errno, When::From(1));
+        let b = vigil(&["--drain-timeout", "1", "--", BUSYBOX, "sh", "-c", app]);
+        let mut t = traced(b, mode, &fault);
+        let seen = t.v().proc();
+        let t0 = std::time::Instant::now();
+        let app = wait_app(&t, "1000");
+        let gone = poll_until(CEILING, || !seen.alive());
+        let took = t0.elapsed();
+        assert!(gone, "{fault}: vigil still runs\n{}", t.v().dump());
+        let bound = secs(1.0 + 0.5 + STRACE_SLACK) + SLACK;
+        assert!(
+            took <= bound,
+            "{fault}: gone after {took:?}\n{}",
+            t.v().dump()
+        );
+        if let Some(app) = app {
+            assert!(!app.alive(), "{fault}: the app outlived vigil");
+        }
+        let left = t.v().survivors();
+        let left: Vec<i32> = left
+            .into_iter()
+            .filter(|&p| stat(p).is_some_and(|s| s.comm != "strace"))
+            .collect();
+        assert!(left.is_empty(), "{fault}: {}", t.v().describe(&left));
+        let code = t.v_mut().wait_exit(CEILING).code;
+        let v = t.v();
+        assert_eq!(code, 2, "{fault}: {}", v.dump());
+        let failed = v.wait_for_log("event loop failed", |_| true, CEILING);
+        assert_eq!(failed["level"], "error", "{failed}");
+        let want = if call == "wait4" { "waitpid" } else { call };
+        assert_eq!(failed["call"], want, "{failed}");
+        // No spin: a try every 10 ms or so, not a busy loop.
+        let tries = t.trace().matches(&format!("{call}(")).count();
+        assert!(tries < 400, "{fault}: {tries} calls of {call}");
+    }
+}
+
+/// The app (`busybox sleep <arg>`) once it runs, or None if it never did.
+fn wait_app(t: &Traced, arg: &str) -> Option<crate::util::ProcRef> {
+    let mut found = None;
+    poll_until(secs(5.0), || {
+        found = t.v().tree().into_iter().find_map(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
+            let want = format!("{BUSYBOX}\0sleep\0{arg}\0");
+            (cmd == want.as_bytes())
+                .then(|| crate::util::ProcRef::of(p))
+                .flatten()
+        });
+        found.is_some()
+    });
+    found
 }
