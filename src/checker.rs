@@ -36,16 +36,15 @@ impl ProbeChildren {
         self.0.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Spawns `cmd` and registers it before the supervisor can reap it.
+    /// Spawns `child` and registers it before the supervisor can reap it (one that failed to
+    /// exec too, so it is not taken for an orphan). The lock is held from before the fork until
+    /// the pid is in, and no longer: the child's report is read without it, so the supervisor
+    /// never waits on a spawn.
     fn spawn(&self, child: &sys::Child) -> Result<i32, sys::SpawnError> {
         let mut map = self.lock();
-        let spawned = sys::spawn(child);
-        // A child that failed to exec too: the supervisor reaps it, and must not take it for an
-        // orphan.
-        if let Some(pid) = spawned.as_ref().map_or_else(|e| e.pid, |&pid| Some(pid)) {
+        sys::spawn(child, move |pid| {
             map.insert(pid, None);
-        }
-        spawned
+        })
     }
 
     /// Whether an exec probe is running (a child the supervisor is to reap).

@@ -60,7 +60,7 @@ pub fn spawn_front(
     };
     // The supervisor reaps a running child by pid; one that failed to exec is collected here,
     // on the supervisor's own thread, so it is never taken for a leftover.
-    let pid = sys::spawn(&child).map_err(|e| {
+    let pid = sys::spawn(&child, |_| {}).map_err(|e| {
         if let Some(pid) = e.pid {
             sys::reap_failed(pid);
         }

@@ -245,8 +245,9 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
 /// ignores SIGPIPE: both would pass through exec). A child that cannot exec writes where it
 /// failed and its errno to a close-on-exec pipe and exits, 127 or 126 as a shell would; nothing
 /// here waits for it. Everything the child needs is built before the fork, so between fork and
-/// exec it only makes system calls.
-pub fn spawn(child: &Child) -> Result<i32, SpawnError> {
+/// exec it only makes system calls. `forked` gets the pid as soon as there is one, before the
+/// wait for the child's report (a lock taken for the fork can be let go there).
+pub fn spawn(child: &Child, forked: impl FnOnce(i32)) -> Result<i32, SpawnError> {
     let argv = cstrings(child.argv)?;
     if argv.is_empty() {
         return Err(SpawnError {
@@ -285,6 +286,7 @@ pub fn spawn(child: &Child) -> Result<i32, SpawnError> {
     if pid == 0 {
         in_child(&setup);
     }
+    forked(pid);
     drop(report_w);
     match read_report(&report_r) {
         None => Ok(pid),

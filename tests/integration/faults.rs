@@ -29,12 +29,14 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 both_modes!(
     fork_failure_is_a_startup_error,
     exec_probe_that_cannot_run_fails_without_a_panic,
     a_failed_reap_is_retried,
-    the_event_loop_gives_up_when_its_waits_keep_failing
+    the_event_loop_gives_up_when_its_waits_keep_failing,
+    a_stuck_probe_spawn_does_not_stall_the_supervisor
 );
 
 /// Debian's busybox-static: no dynamic loader, so a traced app makes few calls.
@@ -402,6 +404,48 @@ fn the_event_loop_gives_up_when_its_waits_keep_failing(mode: Mode) {
         let tries = t.trace().matches(&format!("{call}(")).count();
         assert!(tries < 400, "{fault}: {tries} calls of {call}");
     }
+}
+
+/// An exec probe's spawn that never hears from its child (here strace skips the checker's first
+/// close, so the parent keeps the report pipe's write end and never reads its end) stalls the
+/// checker only. Before, the checker held the probe table's lock across the whole spawn, and
+/// the supervisor, reaping the probe, waited on that lock for ever: no signal taken, no drain.
+fn a_stuck_probe_spawn_does_not_stall_the_supervisor(mode: Mode) {
+    if !have_strace() {
+        return;
+    }
+    let fault = Fault::new("close", "EIO", When::Nth(1));
+    let probe = format!("{BUSYBOX} true");
+    let args = [
+        "--probe-exec",
+        &probe,
+        "--probe-interval",
+        "0.05",
+        "--startup-interval",
+        "0.05",
+        "--drain-timeout",
+        "1",
+        "--",
+        BUSYBOX,
+        "sleep",
+        "1000",
+    ];
+    let mut t = traced(vigil(&args), mode, &fault);
+    let app = wait_app(&t, "1000").expect("the app runs");
+    // Probes run (or the checker is stuck): a few intervals either way.
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = t.v().signal(Signal::SIGTERM);
+    let gone = t.v_mut().wait_gone(CEILING);
+    let bound = secs(1.0 + 0.5 + STRACE_SLACK) + SLACK;
+    assert!(
+        gone - t0 <= bound,
+        "gone after {:?}\n{}",
+        gone - t0,
+        t.v().dump()
+    );
+    assert!(!app.alive());
+    let code = t.v_mut().wait_exit(CEILING).code;
+    assert_eq!(code, 143, "{}", t.v().dump());
 }
 
 /// The app (`busybox sleep <arg>`) once it runs, or None if it never did.
