@@ -143,6 +143,9 @@ fn read(out: OwnedFd, stop: OwnedFd) -> Result<Vec<u8>, Malformed> {
             buf.extend_from_slice(bytes);
         }
     };
+    // A poll the kernel cannot serve right now (ENOMEM) is tried again for a while: giving up
+    // closes the pipe, and the seed dies of SIGPIPE or its output is lost.
+    let mut tries_left = 100;
     loop {
         let mut fds = [
             PollFd::new(file.as_fd(), PollFlags::POLLIN),
@@ -150,6 +153,11 @@ fn read(out: OwnedFd, stop: OwnedFd) -> Result<Vec<u8>, Malformed> {
         ];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(nix::Error::ENOMEM | nix::Error::EAGAIN) if tries_left > 0 => {
+                tries_left -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
             Err(_) => break,
         }
         let stopped = fds[1].any().unwrap_or(true);

@@ -36,7 +36,8 @@ both_modes!(
     exec_probe_that_cannot_run_fails_without_a_panic,
     a_failed_reap_is_retried,
     the_event_loop_gives_up_when_its_waits_keep_failing,
-    a_stuck_probe_spawn_does_not_stall_the_supervisor
+    a_stuck_probe_spawn_does_not_stall_the_supervisor,
+    a_failed_poll_does_not_lose_the_seed
 );
 
 /// Debian's busybox-static: no dynamic loader, so a traced app makes few calls.
@@ -446,6 +447,31 @@ fn a_stuck_probe_spawn_does_not_stall_the_supervisor(mode: Mode) {
     assert!(!app.alive());
     let code = t.v_mut().wait_exit(CEILING).code;
     assert_eq!(code, 143, "{}", t.v().dump());
+}
+
+/// A poll that fails once (ENOMEM) in the thread reading the `--env-from` seed is tried again.
+/// Before, the reader gave up and closed the pipe: the seed died of SIGPIPE (exit 141, the start
+/// stopped) or what it had written was lost, and the app ran without its variables.
+fn a_failed_poll_does_not_lose_the_seed(mode: Mode) {
+    if !have_strace() {
+        return;
+    }
+    let fault = Fault::new("poll", "ENOMEM", When::Nth(1));
+    let seed = format!("{BUSYBOX} sh -c 'sleep 0.2; echo SEEDED=yes'");
+    let args = [
+        "--env-from",
+        &seed,
+        "--",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo \"seeded $SEEDED\"",
+    ];
+    let mut t = traced(vigil(&args), mode, &fault);
+    let code = t.v_mut().wait_exit(CEILING).code;
+    assert_eq!(code, 0, "{}", t.v().dump());
+    assert!(t.injected() >= 1, "{}", t.trace());
+    assert_eq!(t.v().stdout(), ["seeded yes"], "{}", t.v().dump());
 }
 
 /// The app (`busybox sleep <arg>`) once it runs, or None if it never did.
