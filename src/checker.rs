@@ -5,8 +5,8 @@
 //!
 //! Exec probes are children of vigil, and only the supervisor reaps (a `Child::wait` here would
 //! race its `waitpid(-1)` and get ECHILD). So the checker registers the pid in `ProbeChildren`
-//! while still holding its lock across the spawn, and the supervisor hands the status over when it
-//! reaps that pid. On timeout the probe's whole process group is killed.
+//! while still holding the lock it took for the fork, and the supervisor hands the status over
+//! when it reaps that pid. On timeout the probe's whole process group is killed.
 
 use crate::cli::Config;
 use crate::log;
@@ -19,13 +19,14 @@ use crate::sys;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Probe pid -> its wait status, once reaped.
-type Statuses = HashMap<i32, Option<i32>>;
+/// Probe pid -> its wait status, once reaped. A BTreeMap: a HashMap seeds itself from the
+/// kernel's random numbers, and std panics when getrandom fails; PID 1 needs no randomness.
+type Statuses = BTreeMap<i32, Option<i32>>;
 
 /// Exec probe children and, once reaped, their wait status.
 #[derive(Debug, Clone, Default)]
