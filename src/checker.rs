@@ -5,8 +5,8 @@
 //!
 //! Exec probes are children of vigil, and only the supervisor reaps (a `Child::wait` here would
 //! race its `waitpid(-1)` and get ECHILD). So the checker registers the pid in `ProbeChildren`
-//! while still holding its lock across the spawn, and the supervisor hands the status over when it
-//! reaps that pid. On timeout the probe's whole process group is killed.
+//! while still holding the lock it took for the fork, and the supervisor hands the status over
+//! when it reaps that pid. On timeout the probe's whole process group is killed.
 
 use crate::cli::Config;
 use crate::log;
@@ -19,14 +19,14 @@ use crate::sys;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
-use std::collections::HashMap;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Probe pid -> its wait status, once reaped.
-type Statuses = HashMap<i32, Option<i32>>;
+/// Probe pid -> its wait status, once reaped. A BTreeMap: a HashMap seeds itself from the
+/// kernel's random numbers, and std panics when getrandom fails; PID 1 needs no randomness.
+type Statuses = BTreeMap<i32, Option<i32>>;
 
 /// Exec probe children and, once reaped, their wait status.
 #[derive(Debug, Clone, Default)]
@@ -37,12 +37,20 @@ impl ProbeChildren {
         self.0.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Spawns `cmd` and registers it before the supervisor can reap it.
-    fn spawn(&self, cmd: &mut Command) -> std::io::Result<i32> {
+    /// Spawns `child` and registers it before the supervisor can reap it (one that failed to
+    /// exec too, so it is not taken for an orphan). The lock is held from before the fork until
+    /// the pid is in, and no longer: the child's report is read without it, so the supervisor
+    /// never waits on a spawn.
+    fn spawn(&self, child: &sys::Child) -> Result<i32, sys::SpawnError> {
         let mut map = self.lock();
-        let pid = cmd.spawn()?.id() as i32;
-        map.insert(pid, None);
-        Ok(pid)
+        sys::spawn(child, move |pid| {
+            map.insert(pid, None);
+        })
+    }
+
+    /// Whether an exec probe is running (a child the supervisor is to reap).
+    pub fn any(&self) -> bool {
+        self.lock().values().any(Option::is_none)
     }
 
     /// Called by the supervisor for every reaped pid: true if it was a probe's.
@@ -201,19 +209,28 @@ impl Checker {
     /// Runs the exec probe as vigil's (already dropped) user, in its own process group, with
     /// no stdio of its own: its output would otherwise interleave with the app's every interval.
     fn exec(&self, argv: &[String]) -> Result<String, String> {
-        let (prog, args) = argv.split_first().ok_or("empty command")?;
-        let mut cmd = Command::new(prog);
-        cmd.args(args)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        sys::reset_child_signals(&mut cmd, false);
-        let pid = self
-            .children
-            .spawn(&mut cmd)
-            .map_err(|e| format!("cannot run {prog}: {e}"))?;
+        let prog = argv.first().ok_or("empty command")?;
+        let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let child = sys::Child {
+            argv: &argv,
+            env: None,
+            stdout: None,
+            null_stdio: true,
+            take_terminal: false,
+        };
         let deadline = Instant::now() + self.timeout;
+        let pid = match self.children.spawn(&child) {
+            Ok(pid) => pid,
+            Err(e) => {
+                // Its status (127 or 126) says no more than the error; collect it all the same.
+                if let Some(pid) = e.pid
+                    && self.children.wait(pid, deadline).is_none()
+                {
+                    self.children.forget(pid);
+                }
+                return Err(format!("cannot run {prog}: {}", e.error));
+            }
+        };
         match self.children.wait(pid, deadline) {
             Some(status) => match reaper::exit_code(status) {
                 0 => Ok("exit 0".into()),

@@ -170,6 +170,9 @@ impl Server {
             fds.push(PollFd::new(c.stream.as_fd(), want));
         }
         if poll(&mut fds, timeout).is_err() {
+            // ENOMEM (the kernel cannot serve it now) or EINTR: try again, but not at once, or
+            // a failure that lasts spins this thread.
+            std::thread::sleep(Duration::from_millis(10));
             return vec![false; fds.len()];
         }
         fds.iter()

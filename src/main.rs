@@ -26,6 +26,7 @@ mod sigflags;
 mod signals;
 mod sink;
 mod spawn;
+mod stall;
 mod status;
 mod supervisor;
 mod sys;

@@ -13,6 +13,9 @@ pub struct Reaped {
     pub exited: Vec<(i32, i32)>,
     /// Whether any child is still alive after the pass.
     pub children_left: bool,
+    /// The pass ended in an error other than ECHILD ("no children at all"), so it may have left
+    /// exited children behind.
+    pub error: Option<String>,
 }
 
 pub fn reap() -> Reaped {
@@ -24,8 +27,11 @@ pub fn reap() -> Reaped {
                 out.children_left = true;
                 return out;
             }
-            // ECHILD: no children at all. Any other error cannot be retried usefully.
-            Err(_) => return out,
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return out,
+            Err(e) => {
+                out.error = Some(e.to_string());
+                return out;
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::sig::Sig;
 use crate::sys;
 use nix::unistd::getpid;
 use serde_json::json;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 /// Everything vigil blocks and takes: all but SIGKILL and SIGSTOP, which cannot be blocked.
@@ -69,6 +70,8 @@ pub struct Signals {
     set: u64,
     /// vigil's own pid, as `si_pid` shows it (1 as PID 1).
     me: i32,
+    /// How the last `wait` failed, if it did.
+    failure: Cell<Option<String>>,
 }
 
 /// A handle threads use to wake the supervisor loop.
@@ -93,6 +96,7 @@ impl Signals {
         Ok(Signals {
             set,
             me: getpid().as_raw(),
+            failure: Cell::new(None),
         })
     }
 
@@ -106,8 +110,26 @@ impl Signals {
         // The kernel's timer never fires early and counts from after this `now`, so after a
         // timeout the deadline has passed and the loop does not spin.
         let timeout = deadline.map(|at| at.saturating_duration_since(Instant::now()));
-        let info = checked(sys::sigtimedwait(self.set, timeout))?;
+        let got = sys::sigtimedwait(self.set, timeout);
+        // Nothing taken before the deadline: a stop and continue, a tracer, or a kernel that
+        // answers EAGAIN early. Once is nothing; on and on, the loop cannot wait (the supervisor
+        // gives up, `stall.rs`), and the pause keeps it from spinning meanwhile.
+        let early = matches!(got, Ok(None)) && deadline.is_none_or(|at| Instant::now() < at);
+        self.failure.set(match &got {
+            Err(e) => Some(e.to_string()),
+            Ok(None) if early => Some("returned before its deadline".to_string()),
+            _ => None,
+        });
+        if early {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let info = checked(got)?;
         Taken::of(info, self.me)
+    }
+
+    /// How the last [`Signals::wait`] failed: an error, or no signal before its deadline.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.take()
     }
 
     /// Takes every signal pending right now without blocking, each at most once, lowest first.

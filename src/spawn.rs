@@ -1,18 +1,37 @@
 //! Starting the app, or a hook in its place: its own process group, inherited stdio, and the
 //! terminal if there is one.
 //!
-//! The child's signal mask and dispositions are reset before exec (`sys.rs`), and std opens
-//! everything close-on-exec, so the app gets a clean signal state and no fd of vigil's. A failed exec is not
-//! a vigil error: it maps to the shell's 127 (not found) or 126 (not executable), as tini does.
+//! The fork and exec are `sys::spawn`'s: the child gets an empty signal mask, default
+//! dispositions and no fd of vigil's (every one is close-on-exec). A failed exec is not a vigil
+//! error: it maps to the shell's 127 (not found) or 126 (not executable), as tini does. A failed
+//! fork is one (a pids.max limit answers EAGAIN), as is anything else vigil's own part of the
+//! spawn runs into: the child reports which stage failed.
 
 use crate::sys;
+use nix::fcntl::OFlag;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+/// Why the process did not start.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// vigil's own part failed before the exec was tried (a pipe, the fork, the child's process
+    /// group): vigil's start-up error, exit 2.
+    Setup(io::Error),
+    /// The exec itself failed: 127 or 126.
+    Exec(io::Error),
+}
+
+/// A started process, and the read end of its stdout when that was captured.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: i32,
+    pub stdout: Option<OwnedFd>,
+}
 
 /// How an exec failure is reported: 127 when nothing was found, 126 for everything else.
 pub fn exec_failure_code(err: &io::Error) -> u8 {
@@ -152,7 +171,7 @@ fn elf_interp(head: &[u8]) -> Option<String> {
     None
 }
 
-/// Starts `argv` where the app runs (the app itself, or a hook): `home` overrides HOME (the
+/// Starts `argv` where the app runs, from the supervisor's thread (the app itself, or a hook): `home` overrides HOME (the
 /// `--user` rule), then `env` (the seed's variables) overrides the inherited environment;
 /// `capture_stdout` pipes stdout to vigil (the seed's), else all stdio is inherited.
 pub fn spawn_front(
@@ -160,23 +179,58 @@ pub fn spawn_front(
     home: Option<&str>,
     env: &[(OsString, OsString)],
     capture_stdout: bool,
-) -> Result<Child, io::Error> {
-    let (prog, args) = argv
-        .split_first()
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
-    let mut cmd = Command::new(prog);
-    cmd.args(args).process_group(0);
-    if let Some(home) = home {
-        cmd.env("HOME", home);
+) -> Result<Spawned, SpawnError> {
+    let pipe = capture_stdout
+        .then(|| nix::unistd::pipe2(OFlag::O_CLOEXEC))
+        .transpose()
+        .map_err(|errno| SpawnError::Setup(errno.into()))?;
+    let child = sys::Child {
+        argv,
+        env: environment(home, env),
+        stdout: pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
+        null_stdio: false,
+        take_terminal: nix::unistd::isatty(io::stdin()).unwrap_or(false),
+    };
+    // The supervisor reaps a running child by pid; one that failed to exec is collected here,
+    // on the supervisor's own thread, so it is never taken for a leftover.
+    let pid = sys::spawn(&child, |_| {}).map_err(|e| {
+        if let Some(pid) = e.pid {
+            sys::reap_failed(pid);
+        }
+        match e.stage {
+            sys::Stage::Setup => SpawnError::Setup(e.error),
+            sys::Stage::Exec => SpawnError::Exec(e.error),
+        }
+    })?;
+    Ok(Spawned {
+        pid,
+        stdout: pipe.map(|(r, _)| r),
+    })
+}
+
+/// vigil's environment with HOME set to `home`, then `env` over it; None (inherit it as it is)
+/// when neither changes anything.
+fn environment(home: Option<&str>, env: &[(OsString, OsString)]) -> Option<Vec<OsString>> {
+    if home.is_none() && env.is_empty() {
+        return None;
     }
-    cmd.envs(env.iter().map(|(k, v)| (k, v)));
-    if capture_stdout {
-        cmd.stdout(Stdio::piped());
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let home = home.map(|h| (OsString::from("HOME"), OsString::from(h)));
+    for (k, v) in home.iter().chain(env) {
+        match vars.iter_mut().find(|(key, _)| key == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => vars.push((k.clone(), v.clone())),
+        }
     }
-    let tty = nix::unistd::isatty(io::stdin()).unwrap_or(false);
-    sys::reset_child_signals(&mut cmd, tty);
-    // Dropping `Child` neither waits nor kills; the supervisor reaps by pid.
-    cmd.spawn()
+    Some(
+        vars.into_iter()
+            .map(|(mut k, v)| {
+                k.push("=");
+                k.push(v);
+                k
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -245,6 +299,27 @@ mod tests {
         }
         assert_eq!(elf_interp(b"\x7fELF"), None, "truncated");
         assert_eq!(elf_interp(b"#!/bin/sh"), None);
+    }
+
+    #[test]
+    fn environment_overrides_in_order() {
+        assert_eq!(environment(None, &[]), None);
+        let env = environment(
+            Some("/home/app"),
+            &[
+                ("HOME".into(), "/seed".into()),
+                ("NEW_KEY_X".into(), "1".into()),
+            ],
+        )
+        .expect("an environment");
+        let homes: Vec<_> = env
+            .iter()
+            .filter(|e| e.to_string_lossy().starts_with("HOME="))
+            .collect();
+        assert_eq!(homes, [&OsString::from("HOME=/seed")]);
+        assert!(env.contains(&OsString::from("NEW_KEY_X=1")));
+        let only_home = environment(Some("/h"), &[]).expect("an environment");
+        assert!(only_home.contains(&OsString::from("HOME=/h")));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::reaper;
 use crate::sig::Sig;
 use crate::signals::{Signals, Taken};
 use crate::sink;
+use crate::stall::Stall;
 use crate::status::{App, Shared};
 use crate::sys;
 use kill::not_delivered;
@@ -65,6 +66,12 @@ pub struct Supervisor {
     drill_io: verdict::DrillIo,
     /// The hooks around the app (`--env-from`, `--pre-start`, `--post-stop`).
     front: front::Front,
+    /// `rt_sigtimedwait` failing: no signal can be taken.
+    wait_stall: Stall,
+    /// `waitpid` failing: the reap is retried until it works.
+    reap_stall: Stall,
+    /// The hook or app last started in front, until it is reaped: a child known to run.
+    unreaped: Option<i32>,
 }
 
 /// Runs `vigil [OPTIONS] -- COMMAND` and returns vigil's exit status.
@@ -91,14 +98,23 @@ fn run_with(config: Config, drill: Option<DrillConfig>) -> u8 {
 }
 
 impl Supervisor {
-    /// The loop: deadline, wait, dispatch, reap, act on what is due, start what is next in
-    /// front (a hook or the app), maybe finish.
+    /// The loop: maybe finish, deadline, wait, dispatch, reap, act on what is due, start what
+    /// is next in front (a hook or the app).
     fn run(&mut self) -> u8 {
         loop {
+            // First, so that a start that stopped before anything ran (a failed fork) ends here
+            // rather than in a wait for a signal that never comes.
+            if let Some(code) = self.finished() {
+                return exiting(self.report(code));
+            }
             let wake_at = self.next_deadline();
             // A wake-up by a deadline reaps too; a forward alone does not (one system call less
             // on the signal path: a child's exit always comes with a SIGCHLD of its own).
             let first = self.signals.wait(wake_at);
+            match self.signals.failure() {
+                Some(e) => self.wait_stall.failed(e, Instant::now()),
+                None => self.wait_stall.ok(),
+            }
             let mut chld = first.is_none_or(|t| t.sig == Sig::CHLD);
             if let Some(taken) = first {
                 self.on_signal(taken);
@@ -112,14 +128,14 @@ impl Supervisor {
             if chld {
                 self.reap();
             }
+            if let Some(code) = self.stalled() {
+                return exiting(code);
+            }
             self.drill_step();
             let due = self.drain.due(Instant::now());
             self.act(&due);
             self.front_step();
             self.sweep_after_kill();
-            if let Some(code) = self.finished() {
-                return exiting(self.report(code));
-            }
             log::report_dropped();
         }
     }
@@ -135,6 +151,7 @@ impl Supervisor {
             sweep,
             drill,
             self.front_deadline(),
+            self.reap_stall.retry_at(Instant::now()),
             // Lines were dropped on a stalled stderr: look again for the reader now and then.
             sink::owed().then(|| Instant::now() + DROPPED_RETRY),
         ]
@@ -308,12 +325,58 @@ impl Supervisor {
     }
 
     /// Collects every exited child: the app's status is kept, orphans are logged at debug.
+    /// When the loop's own waits have failed for `stall::GIVE_UP_AFTER` (no signal can be taken,
+    /// so no drain; or no child reaped, so no exit status), ends the app's tree and returns 2.
+    fn stalled(&mut self) -> Option<u8> {
+        let now = Instant::now();
+        let (call, error, failing) = [
+            ("rt_sigtimedwait", &self.wait_stall),
+            ("waitpid", &self.reap_stall),
+        ]
+        .into_iter()
+        .find_map(|(call, s)| s.given_up(now).map(|(e, d)| (call, e.to_string(), d)))?;
+        log::error(
+            "event loop failed",
+            &[
+                ("call", json!(call)),
+                ("error", json!(error)),
+                ("failing_s", json!(failing.as_secs_f64())),
+                (
+                    "hint",
+                    json!("vigil cannot take signals or reap: everything is killed, exit 2"),
+                ),
+            ],
+        );
+        self.signal_everything(Sig::KILL);
+        Some(Error::EXIT_STATUS)
+    }
+
+    /// Collects every exited child. A pass that failed, or found no children at all while one
+    /// is known to run (children leave only through this reap), is tried again shortly: the
+    /// SIGCHLD that woke it is spent.
     fn reap(&mut self) {
         let reaped = reaper::reap();
         metrics::reaped(reaped.exited.len());
-        self.children_left = reaped.children_left;
+        let expected = self.unreaped.is_some() || self.probe_children.any();
+        let lost = match reaped.error {
+            Some(e) => Some(e),
+            None if !reaped.children_left && reaped.exited.is_empty() && expected => {
+                Some(std::io::Error::from_raw_os_error(libc::ECHILD).to_string())
+            }
+            None => None,
+        };
+        match lost {
+            Some(e) => self.reap_stall.failed(e, Instant::now()),
+            None => {
+                self.reap_stall.ok();
+                self.children_left = reaped.children_left;
+            }
+        }
         let mut app_exited = false;
         for (pid, status) in reaped.exited {
+            if self.unreaped == Some(pid) {
+                self.unreaped = None;
+            }
             if self.on_hook_exit(pid, status) {
                 continue;
             } else if pid == self.app.as_raw() {

@@ -21,7 +21,6 @@ use std::ffi::OsString;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
-use std::process::ChildStdout;
 use std::thread::JoinHandle;
 
 /// The most a seed may print: far more than any environment needs, and a bound on vigil's memory.
@@ -108,9 +107,8 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub fn start(out: ChildStdout) -> io::Result<Reader> {
+    pub fn start(out: OwnedFd) -> io::Result<Reader> {
         let (stop, done) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let out = OwnedFd::from(out);
         let thread = std::thread::Builder::new()
             .name("env-from".into())
             .stack_size(64 * 1024)
@@ -145,6 +143,9 @@ fn read(out: OwnedFd, stop: OwnedFd) -> Result<Vec<u8>, Malformed> {
             buf.extend_from_slice(bytes);
         }
     };
+    // A poll the kernel cannot serve right now (ENOMEM) is tried again for a while: giving up
+    // closes the pipe, and the seed dies of SIGPIPE or its output is lost.
+    let mut tries_left = 100;
     loop {
         let mut fds = [
             PollFd::new(file.as_fd(), PollFlags::POLLIN),
@@ -152,6 +153,11 @@ fn read(out: OwnedFd, stop: OwnedFd) -> Result<Vec<u8>, Malformed> {
         ];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(nix::Error::ENOMEM | nix::Error::EAGAIN) if tries_left > 0 => {
+                tries_left -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
             Err(_) => break,
         }
         let stopped = fds[1].any().unwrap_or(true);
@@ -259,7 +265,7 @@ mod tests {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let reader = Reader::start(child.stdout.take().unwrap()).unwrap();
+        let reader = Reader::start(OwnedFd::from(child.stdout.take().unwrap())).unwrap();
         assert!(child.wait().unwrap().success());
         let t0 = std::time::Instant::now();
         let out = reader.finish().unwrap();
@@ -275,7 +281,7 @@ mod tests {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let reader = Reader::start(child.stdout.take().unwrap()).unwrap();
+        let reader = Reader::start(OwnedFd::from(child.stdout.take().unwrap())).unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(reader.finish(), Err(Malformed::TooLong));
     }

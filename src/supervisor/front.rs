@@ -14,7 +14,7 @@ use crate::log;
 use crate::procs;
 use crate::reaper;
 use crate::sig::Sig;
-use crate::spawn;
+use crate::spawn::{self, SpawnError};
 use crate::status::App;
 use crate::sys::kill;
 use nix::unistd::Pid;
@@ -172,9 +172,10 @@ impl Supervisor {
             &self.front.env,
             capture,
         ) {
-            Ok(mut child) => {
-                let pid = child.id() as i32;
+            Ok(spawned) => {
+                let pid = spawned.pid;
                 self.app = Pid::from_raw(pid);
+                self.unreaped = Some(pid);
                 self.front.seq.spawned(hook.kind, pid, now);
                 self.front.current = Some((hook.argv, now));
                 let fields = [("hook", name), ("pid", json!(pid)), ("pgid", json!(pid))];
@@ -185,7 +186,7 @@ impl Supervisor {
                 if hook.kind != Kind::PostStop {
                     self.status.update(|s| s.app = App::Hooks);
                 }
-                if let Some(out) = child.stdout.take() {
+                if let Some(out) = spawned.stdout {
                     match Reader::start(out) {
                         Ok(reader) => self.front.seed = Some(reader),
                         Err(e) => {
@@ -199,7 +200,11 @@ impl Supervisor {
                 }
             }
             Err(e) => {
-                let code = spawn::exec_failure_code(&e);
+                // A failed exec is the hook's 127 or 126; a failed fork, vigil's own 2.
+                let (code, e) = match e {
+                    SpawnError::Exec(e) => (spawn::exec_failure_code(&e), e),
+                    SpawnError::Setup(e) => (Error::EXIT_STATUS, e),
+                };
                 let fields = [
                     ("hook", name),
                     ("command", command),
@@ -227,6 +232,7 @@ impl Supervisor {
         match super::start::spawn(command, home.as_deref(), &self.front.env, leave_cwd) {
             Ok(app) => {
                 self.app = app;
+                self.unreaped = Some(app.as_raw());
                 let ready_once = self.config.probe.is_none();
                 self.status.update(|s| {
                     s.app = App::Running;

@@ -15,7 +15,7 @@ use crate::metrics;
 use crate::privileges::{self, Credentials, Dropped, UserSpec};
 use crate::sig::Sig;
 use crate::signals::Signals;
-use crate::spawn;
+use crate::spawn::{self, SpawnError};
 use crate::status::{Shared, Status};
 use nix::unistd::{Pid, getegid, geteuid, getpid};
 use serde_json::json;
@@ -93,6 +93,9 @@ impl Supervisor {
             app_status: None,
             drain,
             children_left: true,
+            wait_stall: Default::default(),
+            reap_stall: Default::default(),
+            unreaped: None,
             last_sweep: None,
             gave_up: false,
             app_exited_itself: false,
@@ -225,8 +228,8 @@ fn warn_if_root() {
 }
 
 /// Spawns the app in a process group of its own, with the seed's `env`; `Err(127 or 126)` if it
-/// cannot be executed. With `leave_cwd`, vigil moves to `/` at once, before the app can look
-/// (dumb-init's way).
+/// cannot be executed, `Err(2)` if vigil's own part failed (the fork, say). With `leave_cwd`,
+/// vigil moves to `/` at once, before the app can look (dumb-init's way).
 pub(super) fn spawn(
     command: &[OsString],
     home: Option<&str>,
@@ -238,11 +241,11 @@ pub(super) fn spawn(
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     match spawn::spawn_front(command, home, env, false) {
-        Ok(child) => {
+        Ok(spawned) => {
             if leave_cwd {
                 leave_working_directory();
             }
-            let app = Pid::from_raw(child.id() as i32);
+            let app = Pid::from_raw(spawned.pid);
             log::info(
                 "app spawned",
                 &[
@@ -253,7 +256,14 @@ pub(super) fn spawn(
             );
             Ok(app)
         }
-        Err(e) => {
+        Err(SpawnError::Setup(e)) => {
+            log::error(
+                "unable to start the app",
+                &[("command", json!(shown)), ("error", json!(e.to_string()))],
+            );
+            Err(Error::EXIT_STATUS)
+        }
+        Err(SpawnError::Exec(e)) => {
             let code = spawn::exec_failure_code(&e);
             log::error(
                 "app failed to start",

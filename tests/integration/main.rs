@@ -39,6 +39,7 @@ mod drill;
 mod drill_budget;
 mod drill_image;
 mod dumb_init_suite;
+mod faults;
 mod health;
 mod hooks;
 mod lockdown;
