@@ -3,7 +3,7 @@
 //! so a setuid-root binary in the image cannot regain root, and `--allow-setuid` to opt out.
 
 use crate::util::{
-    ANY_PORT, CEILING, Mode, Scratch, Vigil, require, require_root, status_field, vigil,
+    ANY_PORT, CEILING, Mode, Scratch, Vigil, require, require_root, status_field, vigil, wait_until,
 };
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -58,7 +58,10 @@ fn stdio_pipes_go_to_the_user(mode: Mode) {
     v.wait_for_line("stdout-opened", CEILING);
     v.wait_for_line("stderr-opened", CEILING);
     assert!(v.stdout().contains(&"to-stdout".into()), "{}", v.dump());
-    assert!(v.stderr().contains(&"to-stderr".into()), "{}", v.dump());
+    // stderr has a reader of its own: its line may come after stdout's "stderr-opened".
+    wait_until("to-stderr on stderr", CEILING, || {
+        v.stderr().contains(&"to-stderr".into())
+    });
     let me = v.pid();
     assert_eq!((fd_owner(me, 1), fd_owner(me, 2)), (65534, 65534));
     let stdin = std::fs::read_link(format!("/proc/{me}/fd/0")).expect("stdin");
