@@ -681,7 +681,9 @@ fn post_stop_after_a_drain(mode: Mode) {
     v.wait_for_line("A ready", CEILING);
     v.signal(Signal::SIGTERM);
     assert_eq!(v.wait_exit(CEILING).code, 0, "{}", v.dump());
-    assert_eq!(v.stdout(), ["A ready", "A TERM", "post ran"]);
+    // The drain's SIGCONT after the TERM reaches the app too when it is slow to exit.
+    let out: Vec<String> = v.stdout().into_iter().filter(|l| l != "A CONT").collect();
+    assert_eq!(out, ["A ready", "A TERM", "post ran"]);
 }
 
 /// A post-stop that runs on past the drain deadline is killed there: vigil is gone by
