@@ -143,6 +143,7 @@ pub struct Traced {
     tracer: Option<Child>,
     /// strace's trace.
     pub trace: PathBuf,
+    pub mode: Mode,
     _scratch: Scratch,
 }
 
@@ -195,6 +196,7 @@ pub fn traced(b: Builder, mode: Mode, fault: &Fault) -> Traced {
             v: Some(v),
             tracer: None,
             trace,
+            mode,
             _scratch: scratch,
         };
     }
@@ -235,6 +237,7 @@ pub fn traced(b: Builder, mode: Mode, fault: &Fault) -> Traced {
         v: Some(v),
         tracer: Some(tracer),
         trace,
+        mode,
         _scratch: scratch,
     }
 }

@@ -39,6 +39,8 @@ mod drill;
 mod drill_budget;
 mod drill_image;
 mod dumb_init_suite;
+mod fault_matrix;
+mod fault_run;
 mod faults;
 mod health;
 mod hooks;
